@@ -1,0 +1,1 @@
+"""The case-study digital services: store, transport and messaging."""

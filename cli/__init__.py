@@ -1,0 +1,1 @@
+"""The command-line face of attestables: one console script with subcommands."""

@@ -1,0 +1,1 @@
+"""The launcher daemon: API, store, builds, compartments, CA and broker."""

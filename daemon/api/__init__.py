@@ -1,0 +1,1 @@
+"""The websocket JSON-RPC API: authentication, connections, dispatch, handlers."""

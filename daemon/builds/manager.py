@@ -1,0 +1,333 @@
+"""The build queue: compile a source version in the sandbox and record the measurement.
+
+A build runs in its own work directory (``work/builds/<id>/src`` read-only at ``/src``,
+``out`` writable at ``/out``); the sandbox sees nothing else of the state dir. The log
+streams line by line on ``builds.log`` and is kept (capped) with the build record; the
+artefact is hashed once and stored content-addressed with its ELF facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from attestables import cheri
+from attestables.shared import protocol
+from attestables.shared.errors import Conflict, InvalidParams, NotFound, Unavailable
+
+from ..sandbox.argv import Limits, bwrap_compile_argv
+from ..sandbox.process import SandboxProcess
+from ..timeutil import now_iso
+from .diagnostics import parse_diagnostics
+from .elf import read_elf_facts
+from .flags import validate_flags
+from .toolchains import Toolchain
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+SRC, OUT, RUNTIME = "/src", "/out", "/runtime"
+ARTEFACT = "program"
+_json = msgspec.json.encode
+
+
+class LineSplitter:
+    """Turns pipe chunks into lines, with long lines cut rather than buffered forever."""
+
+    def __init__(self, max_line: int = 8192) -> None:
+        self._buf = b""
+        self._max = max_line
+
+    def feed(self, chunk: bytes) -> list[str]:
+        data = self._buf + chunk
+        *lines, self._buf = data.split(b"\n")
+        if len(self._buf) > self._max:
+            lines.append(self._buf[: self._max])
+            self._buf = b""
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+    def flush(self) -> list[str]:
+        rest, self._buf = self._buf, b""
+        return [rest.decode("utf-8", "replace")] if rest else []
+
+
+def build_record(row: Any) -> dict[str, Any]:
+    """The API shape of a build row (``builds.get``, ``builds.state`` events)."""
+    artefact = None
+    if row["artefact_sha256"]:
+        artefact = {"sha256": row["artefact_sha256"], "size": row["artefact_size"],
+                    "elf": msgspec.json.decode(row["elf"]) if row["elf"] else None}
+    return {
+        "build_id": row["build_id"],
+        "source_id": row["source_id"],
+        "source_name": row["source_name"],
+        "version": row["version"],
+        "source_sha256": row["source_sha256"],
+        "state": row["state"],
+        "exit_code": row["exit_code"],
+        "error": row["error"],
+        "duration_s": row["duration_s"],
+        "diagnostics": msgspec.json.decode(row["diagnostics"]),
+        "artefact": artefact,
+        "toolchain": msgspec.json.decode(row["toolchain"]),
+        "flags": msgspec.json.decode(row["flags"]),
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+    }
+
+
+class _ActiveBuild:
+    def __init__(self, build_id: str) -> None:
+        self.build_id = build_id
+        self.process: SandboxProcess | None = None
+        self.cancelled = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Builds:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.settings = daemon.settings
+        self.work = daemon.state_dir / "work" / "builds"
+        self._slots = asyncio.Semaphore(self.settings.build_concurrency)
+        self._active: dict[str, _ActiveBuild] = {}
+
+    # -- API ------------------------------------------------------------------------------
+
+    def toolchain(self, name: str | None) -> Toolchain:
+        toolchains = self.daemon.toolchains
+        if name is None:
+            name = "native" if "native" in toolchains else next(iter(toolchains))
+        tc = toolchains.get(name)
+        if tc is None:
+            raise InvalidParams(f"unknown toolchain {name!r}; known: {', '.join(toolchains)}", field="toolchain")
+        if not tc.available:
+            raise Unavailable(f"toolchain {name} is not available on this host", toolchain=name)
+        return tc
+
+    async def start(self, source_id: str, version: int | None, toolchain: str | None,
+                    flags: list[str] | None) -> dict[str, Any]:
+        meta = await self.daemon.sources.version_row(source_id, version)
+        if not meta["name"].endswith(".c"):
+            raise InvalidParams(f"{meta['name']} is a header; build a .c source", field="source_id")
+        checked_flags = validate_flags(flags or [])
+        tc = self.toolchain(toolchain)
+        build_id = "b_" + secrets.token_hex(8)
+        identity = tc.identity()
+        identity["argv"] = self._compile_argv(tc, meta["name"], checked_flags)
+        await self.daemon.db.execute(
+            """INSERT INTO builds (build_id, source_id, source_name, version, source_sha256, toolchain,
+                                   flags, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)""",
+            (build_id, source_id, meta["name"], meta["version"], meta["sha256"], _json(identity).decode(),
+             _json(checked_flags).decode(), now_iso()))
+        active = _ActiveBuild(build_id)
+        self._active[build_id] = active
+        await self._publish_state(build_id)
+        active.task = asyncio.create_task(self._run(active, tc, meta, checked_flags), name=f"build {build_id}")
+        return {"build_id": build_id}
+
+    async def get(self, build_id: str) -> dict[str, Any]:
+        return build_record(await self._row(build_id))
+
+    async def list(self, limit: int = 200) -> list[dict[str, Any]]:
+        rows = await self.daemon.db.fetchall("SELECT * FROM builds ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [build_record(r) for r in rows]
+
+    async def logs(self, build_id: str) -> dict[str, Any]:
+        row = await self.daemon.db.fetchone("SELECT log, log_truncated, state FROM builds WHERE build_id = ?",
+                                            (build_id,))
+        if row is None:
+            raise NotFound(f"no build {build_id}", build_id=build_id)
+        active = self._active.get(build_id)
+        # While running, the live log is in memory (``_LogBuffer``); the seq is taken in the
+        # same step, with no await, so a follower resumes exactly after it.
+        if active is not None and getattr(active, "log", None) is not None:
+            lines, truncated = list(active.log.lines), active.log.truncated
+        else:
+            lines, truncated = msgspec.json.decode(row["log"]), bool(row["log_truncated"])
+        return {"build_id": build_id, "lines": lines, "truncated": truncated, "seq": self.daemon.bus.seq}
+
+    async def cancel(self, build_id: str) -> dict[str, Any]:
+        row = await self._row(build_id)
+        active = self._active.get(build_id)
+        if row["state"] in protocol.BUILD_TERMINAL or active is None:
+            raise Conflict(f"build {build_id} is already {row['state']}", build_id=build_id, state=row["state"])
+        active.cancelled = True
+        if active.process is not None:
+            active.process.signal(signal.SIGKILL)
+        elif active.task is not None:
+            active.task.cancel()
+        if active.task is not None:
+            await asyncio.wait({active.task})
+        return await self.get(build_id)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start: builds a dead daemon left unfinished failed with it."""
+        await self.daemon.db.execute(
+            """UPDATE builds SET state = 'failed', error = 'interrupted: the daemon stopped during the build',
+                      finished_at = ? WHERE state IN ('queued', 'running')""", (now_iso(),))
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    async def shutdown(self) -> None:
+        for active in list(self._active.values()):
+            active.cancelled = True
+            if active.process is not None:
+                active.process.signal(signal.SIGKILL)
+            if active.task is not None:
+                active.task.cancel()
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _row(self, build_id: str) -> Any:
+        row = await self.daemon.db.fetchone("SELECT * FROM builds WHERE build_id = ?", (build_id,))
+        if row is None:
+            raise NotFound(f"no build {build_id}", build_id=build_id)
+        return row
+
+    async def _publish_state(self, build_id: str) -> dict[str, Any]:
+        record = await self.get(build_id)
+        self.daemon.bus.publish(protocol.BUILDS_STATE, record, build_id=build_id)
+        return record
+
+    def _compile_argv(self, tc: Toolchain, name: str, flags: list[str]) -> list[str]:
+        runtime_sources = [f"{RUNTIME}/src/{p.name}" for p in cheri.RUNTIME_SOURCES]
+        return tc.compile_argv(
+            [f"{SRC}/{name}", *runtime_sources], f"{OUT}/{ARTEFACT}",
+            include_dirs=[SRC, f"{RUNTIME}/include"], flags=flags,
+            libs=[lib.removeprefix("-l") for lib in cheri.RUNTIME_LIBS])
+
+    async def _stage(self, build_id: str, meta: dict[str, Any]) -> tuple[Path, Path]:
+        base = self.work / build_id
+        src, out = base / "src", base / "out"
+        src.mkdir(mode=0o755, parents=True)
+        out.mkdir(mode=0o777)  # the compiler runs as the sandbox uid and must write here
+        out.chmod(0o777)
+        blobs = self.daemon.blobs
+        files = [{"name": meta["name"], "sha256": meta["sha256"]}, *await self.daemon.sources.headers()]
+        for f in files:
+            target = src / f["name"]
+            target.write_bytes(blobs.read_verified(f["sha256"]))
+            target.chmod(0o644)
+        return src, out
+
+    async def _run(self, active: _ActiveBuild, tc: Toolchain, meta: dict[str, Any], flags: list[str]) -> None:
+        build_id = active.build_id
+        db, bus = self.daemon.db, self.daemon.bus
+        log_buf = _LogBuffer(self.settings.build_log_max_kb * 1024, build_id, bus)
+        active.log = log_buf  # type: ignore[attr-defined]
+        started = time.monotonic()
+        result: dict[str, Any] = {"state": "failed", "exit_code": None, "error": None}
+        try:
+            async with self._slots:
+                if active.cancelled:
+                    raise asyncio.CancelledError
+                await db.execute("UPDATE builds SET state = 'running', started_at = ? WHERE build_id = ?",
+                                 (now_iso(), build_id))
+                started = time.monotonic()
+                await self._publish_state(build_id)
+                src, out = await self._stage(build_id, meta)
+                argv = self._compile_argv(tc, meta["name"], flags)
+                sandbox = bwrap_compile_argv(
+                    argv, source_dir_host=str(src), output_dir_host=str(out),
+                    runtime_dir_host=str(cheri.RUNTIME_DIR))
+                limits = Limits(cpu_s=self.settings.build_timeout_s, memory_mb=self.settings.build_memory_mb,
+                                wall_s=self.settings.build_timeout_s, output_kb=self.settings.build_log_max_kb)
+                full = self.daemon.chain.wrap(sandbox, limits)
+                splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+
+                def on_output(stream: str, chunk: bytes) -> None:
+                    for line in splitters[stream].feed(chunk):
+                        log_buf.add(stream, line)
+
+                proc = await SandboxProcess.spawn(full, env=_compile_env(), on_output=on_output)
+                active.process = proc
+                try:
+                    status = await asyncio.wait_for(proc.wait(), self.settings.build_timeout_s)
+                except asyncio.TimeoutError:
+                    proc.signal(signal.SIGKILL)
+                    await proc.wait()
+                    result["error"] = f"compile exceeded the {self.settings.build_timeout_s} s wall-time limit"
+                    status = None
+                for stream, splitter in splitters.items():
+                    for line in splitter.flush():
+                        log_buf.add(stream, line)
+                if active.cancelled:
+                    raise asyncio.CancelledError
+                if status is not None:
+                    result["exit_code"] = status.exit_code if status.signal is None else 128 + status.signal
+                    artefact = out / ARTEFACT
+                    if status.exit_code == 0 and artefact.is_file():
+                        digest, size = await self.daemon.blobs.put_file(artefact)
+                        elf = read_elf_facts(self.daemon.blobs.path(digest))
+                        result.update(state="succeeded", artefact_sha256=digest, artefact_size=size,
+                                      elf=_json(elf.to_dict()).decode())
+                    elif status.exit_code == 0:
+                        result["error"] = "the compiler exited 0 but wrote no artefact"
+                    else:
+                        result["error"] = f"compiler exited with status {result['exit_code']}"
+        except asyncio.CancelledError:
+            result.update(state="cancelled", error="cancelled")
+        except Exception as exc:  # a bug or host problem: the build fails, the daemon lives
+            log.exception("build %s failed unexpectedly", build_id)
+            result["error"] = f"internal error: {type(exc).__name__}"
+        finally:
+            shutil.rmtree(self.work / build_id, ignore_errors=True)
+        source_map = {f"{SRC}/{meta['name']}": meta["name"]}
+        diagnostics = [d.to_dict() for d in parse_diagnostics((l["line"] for l in log_buf.lines),
+                                                               source_map=source_map)]
+        await db.execute(
+            """UPDATE builds SET state = ?, exit_code = ?, error = ?, diagnostics = ?, artefact_sha256 = ?,
+                      artefact_size = ?, elf = ?, log = ?, log_truncated = ?, finished_at = ?, duration_s = ?
+               WHERE build_id = ?""",
+            (result["state"], result["exit_code"], result["error"], _json(diagnostics).decode(),
+             result.get("artefact_sha256"), result.get("artefact_size"), result.get("elf"),
+             _json(log_buf.lines).decode(), int(log_buf.truncated), now_iso(),
+             round(time.monotonic() - started, 3), build_id))
+        self._active.pop(build_id, None)
+        await self._publish_state(build_id)
+
+
+class _LogBuffer:
+    """The compile log: streamed live and kept, both up to a byte cap."""
+
+    def __init__(self, cap: int, build_id: str, bus: Any) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.truncated = False
+        self._left = cap
+        self._build_id = build_id
+        self._bus = bus
+
+    def add(self, stream: str, line: str) -> None:
+        if self.truncated:
+            return
+        cost = len(line) + 1
+        if cost > self._left:
+            self.truncated = True
+            line = f"[log truncated at the {self._build_id} log limit]"
+            stream = "daemon"
+        self._left -= cost
+        entry = {"stream": stream, "line": line, "ts": now_iso()}
+        self.lines.append(entry)
+        self._bus.publish(protocol.BUILDS_LOG, {"build_id": self._build_id, **entry}, build_id=self._build_id)
+
+
+def _compile_env() -> dict[str, str]:
+    # The compiler sees a fixed environment: nothing of the daemon's (tokens, paths) leaks.
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}

@@ -1,0 +1,1 @@
+"""Compartments: backends and the runs of built programs inside them."""

@@ -1,0 +1,463 @@
+"""Compartment runs: start a built program in a backend, stream its output, end it cleanly.
+
+The artefact is read and hashed just before the run; the bytes that were hashed are the
+bytes that run (copied into the run's private directory), so a file changed on disk
+after its build is refused with ``tampered`` and cannot be swapped in between check and
+exec. The program gets the control channel as fd 3. Output is streamed on
+``runs.output``, appended to the run's output file and capped at ``output_kb``: past
+the cap the run is killed, so the daemon's memory and disk stay bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from attestables.shared import protocol
+from attestables.shared.errors import Conflict, InvalidParams, LimitExceeded, NotFound, Tampered
+
+from ..config import RunLimits
+from ..sandbox.process import SandboxProcess
+from ..store.blobs import sha256_hex
+from ..timeutil import now_iso
+from .backends import Backend, choose_backend, run_argv, sandbox_limits
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+_json = msgspec.json.encode
+MAX_ARGS = 64
+MAX_ARG_BYTES = 4096
+
+
+def run_record(row: Any) -> dict[str, Any]:
+    """The API shape of a run row (``runs.get``, ``runs.state`` events)."""
+    return {
+        "run_id": row["run_id"],
+        "build_id": row["build_id"],
+        "backend": row["backend"],
+        "args": json.loads(row["args"]),
+        "limits": json.loads(row["limits"]),
+        "state": row["state"],
+        "pid": row["pid"],
+        "exit_code": row["exit_code"],
+        "signal": row["signal"],
+        "reason": row["reason"],
+        "error": row["error"],
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+    }
+
+
+def validate_args(args: list[str]) -> list[str]:
+    if len(args) > MAX_ARGS:
+        raise LimitExceeded(f"{len(args)} arguments; the limit is {MAX_ARGS}")
+    for arg in args:
+        if "\0" in arg or len(arg.encode("utf-8", "surrogatepass")) > MAX_ARG_BYTES:
+            raise InvalidParams("an argument contains a NUL byte or exceeds 4096 bytes", field="args")
+    return args
+
+
+def resolve_limits(requested: dict[str, int] | None, default: RunLimits, maximum: RunLimits) -> RunLimits:
+    values = default.to_dict()
+    for key, value in (requested or {}).items():
+        if key not in values:
+            raise InvalidParams(f"unknown limit {key!r}; known: {', '.join(values)}", field="limits")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidParams(f"limits.{key} must be a positive integer", field="limits")
+        if value > getattr(maximum, key):
+            raise LimitExceeded(f"limits.{key} = {value} exceeds the configured maximum {getattr(maximum, key)}",
+                                limit=getattr(maximum, key), field=f"limits.{key}")
+        values[key] = value
+    return RunLimits(**values)
+
+
+class _Output:
+    """A run's output: decoded per stream, streamed, appended to disk, capped."""
+
+    def __init__(self, run_id: str, path: Path, cap: int, daemon: "Daemon", on_cap: Any) -> None:
+        self.run_id = run_id
+        self._file = open(path, "ab", buffering=64 * 1024)  # noqa: SIM115 - closed in close()
+        self._left = cap
+        self._bus = daemon.bus
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
+        self._on_cap = on_cap
+        self.capped = False
+
+    def feed(self, stream: str, chunk: bytes) -> None:
+        if self.capped:
+            return
+        if len(chunk) > self._left:
+            chunk = chunk[: self._left]
+            self.capped = True
+        self._left -= len(chunk)
+        text = self._decoders[stream].decode(chunk, final=self.capped)
+        if text:
+            self._emit(stream, text)
+        if self.capped:
+            self._emit("daemon", "[output limit reached: the run is being killed]\n")
+            self._on_cap()
+
+    def _emit(self, stream: str, text: str) -> None:
+        entry = {"run_id": self.run_id, "stream": stream, "data": text, "ts": now_iso()}
+        self._file.write(_json(entry) + b"\n")
+        self._bus.publish(protocol.RUNS_OUTPUT, entry, run_id=self.run_id)
+
+    def finish(self) -> None:
+        if not self.capped:
+            for stream, decoder in self._decoders.items():
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    self._emit(stream, rest)
+        self.close()
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class _ActiveRun:
+    def __init__(self, run_id: str, build_id: str, source_id: str) -> None:
+        self.run_id = run_id
+        self.build_id = build_id
+        self.source_id = source_id
+        self.process: SandboxProcess | None = None
+        self.kill_reason: str | None = None
+        self.output: _Output | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.channel: socket.socket | None = None
+        self.sandbox_init_pid: int | None = None
+
+
+class Runs:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.settings = daemon.settings
+        self.work = daemon.state_dir / "work" / "runs"
+        self.outputs = daemon.state_dir / "runs"
+        self._active: dict[str, _ActiveRun] = {}
+
+    # -- API ------------------------------------------------------------------------------
+
+    def active_for_source(self, source_id: str) -> bool:
+        return any(a.source_id == source_id for a in self._active.values())
+
+    async def start(self, build_id: str, backend_name: str | None, args: list[str] | None,
+                    limits: dict[str, int] | None) -> dict[str, Any]:
+        build = await self.daemon.builds.get(build_id)
+        if build["state"] != "succeeded" or not build["artefact"]:
+            raise Conflict(f"build {build_id} is {build['state']}; only a succeeded build can run",
+                           build_id=build_id, state=build["state"])
+        backend = choose_backend(self.daemon.backends, backend_name, self.settings.default_backend)
+        args = validate_args(list(args or []))
+        resolved = resolve_limits(limits, self.settings.default_limits, self.settings.max_limits)
+        if len(self._active) >= self.settings.max_runs:
+            raise LimitExceeded(f"{len(self._active)} runs active; the limit is {self.settings.max_runs}")
+        run_id = "r_" + secrets.token_hex(8)
+        await self.daemon.db.execute(
+            """INSERT INTO runs (run_id, build_id, backend, args, limits, state, created_at)
+               VALUES (?, ?, ?, ?, ?, 'pending', ?)""",
+            (run_id, build_id, backend.name, json.dumps(args), json.dumps(resolved.to_dict()), now_iso()))
+        active = _ActiveRun(run_id, build_id, build["source_id"])
+        self._active[run_id] = active
+        try:
+            program = self._prepare(run_id, build["artefact"]["sha256"])
+        except Tampered as exc:
+            self._active.pop(run_id, None)
+            await self._finish(run_id, state="failed", reason="tampered", error=exc.message)
+            exc.data["run_id"] = run_id
+            raise
+        await self._publish_state(run_id)
+        active.task = asyncio.create_task(self._run(active, backend, program, args, resolved),
+                                          name=f"run {run_id}")
+        return {"run_id": run_id}
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        row = await self.daemon.db.fetchone("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if row is None:
+            raise NotFound(f"no run {run_id}", run_id=run_id)
+        return run_record(row)
+
+    async def list(self, limit: int = 200, state: str | None = None) -> list[dict[str, Any]]:
+        if state:
+            rows = await self.daemon.db.fetchall(
+                "SELECT * FROM runs WHERE state = ? ORDER BY created_at DESC LIMIT ?", (state, limit))
+        else:
+            rows = await self.daemon.db.fetchall("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [run_record(r) for r in rows]
+
+    async def logs(self, run_id: str) -> dict[str, Any]:
+        record = await self.get(run_id)
+        active = self._active.get(run_id)
+        if active is not None and active.output is not None:
+            active.output.flush()
+        path = self.outputs / f"{run_id}.out"
+        chunks: list[dict[str, Any]] = []
+        # Read and take the seq with no await in between: a follower resumes exactly here.
+        try:
+            with open(path, "rb") as fh:
+                for line in fh:
+                    try:
+                        entry = msgspec.json.decode(line)
+                    except msgspec.DecodeError:
+                        break  # a line torn by a killed daemon: what came before is whole
+                    chunks.append({"stream": entry["stream"], "data": entry["data"], "ts": entry["ts"]})
+        except FileNotFoundError:
+            pass
+        return {"run_id": run_id, "state": record["state"], "chunks": chunks,
+                "truncated": record["reason"] == "output_limit", "seq": self.daemon.bus.seq}
+
+    async def stop(self, run_id: str) -> dict[str, Any]:
+        record = await self.get(run_id)
+        active = self._active.get(run_id)
+        if active is None:
+            raise Conflict(f"run {run_id} is already {record['state']}", run_id=run_id, state=record["state"])
+        await self._terminate(active, "stopped")
+        if active.task is not None:
+            await asyncio.wait({active.task})
+        return await self.get(run_id)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start: runs a dead daemon left behind are ``lost``; their processes are gone.
+
+        bwrap's ``--die-with-parent`` killed each sandbox when the old daemon died; a run
+        whose recorded process still exists (``none`` backend, or an unexpected survivor)
+        is killed here by its process group, after checking the pid still names it.
+        """
+        rows = await self.daemon.db.fetchall(
+            "SELECT run_id, pid FROM runs WHERE state IN ('pending', 'starting', 'running')")
+        for row in rows:
+            if row["pid"]:
+                _kill_leftover(row["pid"])
+            await self._finish(row["run_id"], state="lost", reason="daemon_restart",
+                               error="the daemon stopped while the run was active", publish=False)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.outputs.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    async def shutdown(self) -> None:
+        """Stop every run within the grace period (SIGTERM, then SIGKILL)."""
+        actives = list(self._active.values())
+        await asyncio.gather(*(self._terminate(a, "daemon_shutdown") for a in actives), return_exceptions=True)
+        tasks = [a.task for a in actives if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.stop_grace_s + 5)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _prepare(self, run_id: str, digest: str) -> Path:
+        """Hash the artefact now and stage exactly the hashed bytes for the run."""
+        try:
+            data = self.daemon.blobs.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise Tampered(f"artefact {digest[:12]} is missing from the store", sha256=digest) from None
+        actual = sha256_hex(data)
+        if actual != digest:
+            raise Tampered(f"artefact {digest[:12]} was changed on disk after its build (now {actual[:12]}); "
+                           "rebuild the source", sha256=digest, actual=actual)
+        run_dir = self.work / run_id
+        run_dir.mkdir(mode=0o711)
+        program = run_dir / "program"
+        fd = os.open(program, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o555)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return program
+
+    async def _publish_state(self, run_id: str) -> dict[str, Any]:
+        record = await self.get(run_id)
+        self.daemon.bus.publish(protocol.RUNS_STATE, record, run_id=run_id, build_id=record["build_id"])
+        return record
+
+    async def _finish(self, run_id: str, *, state: str, reason: str | None = None, exit_code: int | None = None,
+                      sig: int | None = None, error: str | None = None, publish: bool = True) -> None:
+        await self.daemon.db.execute(
+            """UPDATE runs SET state = ?, reason = ?, exit_code = ?, signal = ?, error = ?, finished_at = ?
+               WHERE run_id = ?""", (state, reason, exit_code, sig, error, now_iso(), run_id))
+        if publish:
+            await self._publish_state(run_id)
+
+    async def _run(self, active: _ActiveRun, backend: Backend, program: Path, args: list[str],
+                   limits: RunLimits) -> None:
+        run_id = active.run_id
+        db = self.daemon.db
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        info_r, info_w = os.pipe()
+        state, reason, exit_code, sig, error = "failed", None, None, None, None
+        try:
+            await db.execute("UPDATE runs SET state = 'starting' WHERE run_id = ?", (run_id,))
+            await self._publish_state(run_id)
+            output = _Output(run_id, self.outputs / f"{run_id}.out", limits.output_kb * 1024, self.daemon,
+                             on_cap=lambda: self._kill_now(active, "output_limit"))
+            active.output = output
+            argv = run_argv(backend, self.daemon.chain, str(program), args,
+                            sandbox_limits(limits, self.settings), info_fd=4 if backend.name == "bwrap" else None)
+            env = {"ATTESTABLES_FD": "3", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+            extra = [(info_w, 4)] if backend.name == "bwrap" else []
+            proc = await SandboxProcess.spawn(argv, env=env, on_output=output.feed, fd3=child_sock.fileno(),
+                                              extra_fds=extra)
+            active.process = proc
+            child_sock.close()
+            os.close(info_w)
+            info_w = -1
+            active.channel = parent_sock
+            await db.execute("UPDATE runs SET state = 'running', pid = ?, started_at = ? WHERE run_id = ?",
+                             (proc.pid, now_iso(), run_id))
+            await self._publish_state(run_id)
+            if backend.name == "bwrap":
+                self._watch_info(active, info_r)
+                info_r = -1
+            try:
+                status = await asyncio.wait_for(proc.wait(), limits.wall_s)
+            except asyncio.TimeoutError:
+                self._kill_now(active, "wall_limit")
+                status = await proc.wait()
+            output.finish()
+            state, exit_code, sig = _classify(status.exit_code, status.signal)
+            if active.kill_reason:
+                state, reason = "killed", active.kill_reason
+            elif state == "killed":
+                reason = "cpu_limit" if sig == signal.SIGXCPU else "signal"
+        except asyncio.CancelledError:
+            if active.process is not None:
+                active.process.signal(signal.SIGKILL)
+            state, reason = "killed", active.kill_reason or "daemon_shutdown"
+        except Exception as exc:
+            log.exception("run %s failed to start", run_id)
+            state, reason, error = "failed", "start_failed", f"could not start the compartment: {exc}"
+        finally:
+            if active.output is not None:
+                active.output.close()
+            for s in (parent_sock, child_sock):
+                s.close()
+            for fd in (info_r, info_w):
+                if fd >= 0:
+                    os.close(fd)
+            shutil.rmtree(self.work / run_id, ignore_errors=True)
+            self._active.pop(run_id, None)
+        await self._finish(run_id, state=state, reason=reason, exit_code=exit_code, sig=sig, error=error)
+
+    def _watch_info(self, active: _ActiveRun, fd: int) -> None:
+        """bwrap's --info-fd JSON names the sandbox's init pid (for a graceful stop).
+
+        Read without blocking: bwrap writes one small JSON object and closes the fd.
+        """
+        loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        buf = bytearray()
+
+        def readable() -> None:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            buf.extend(chunk)
+            if chunk and len(buf) < 65536:
+                return
+            loop.remove_reader(fd)
+            os.close(fd)
+            try:
+                active.sandbox_init_pid = int(json.loads(bytes(buf) or b"{}").get("child-pid", 0)) or None
+            except (ValueError, AttributeError):
+                pass
+
+        loop.add_reader(fd, readable)
+
+    def _kill_now(self, active: _ActiveRun, reason: str) -> None:
+        if active.kill_reason is None:
+            active.kill_reason = reason
+        if active.process is not None:
+            active.process.signal(signal.SIGKILL)
+
+    async def _terminate(self, active: _ActiveRun, reason: str) -> None:
+        """SIGTERM the program, SIGKILL the sandbox after the grace period."""
+        if active.kill_reason is None:
+            active.kill_reason = reason
+        proc = active.process
+        if proc is None:
+            if active.task is not None:
+                active.task.cancel()
+            return
+        _signal_sandbox(active, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self.settings.stop_grace_s)
+        except asyncio.TimeoutError:
+            proc.signal(signal.SIGKILL)
+
+
+def _classify(exit_code: int | None, sig: int | None) -> tuple[str, int | None, int | None]:
+    """Map a wait status to (state, exit_code, signal).
+
+    bwrap reports a program killed by signal N as exit status 128+N (the shell's
+    convention), so a status above 128 is read as that signal.
+    """
+    if sig is not None:
+        return "killed", None, sig
+    if exit_code is not None and 128 < exit_code < 128 + 65:
+        return "killed", exit_code, exit_code - 128
+    return "exited", exit_code, None
+
+
+def _signal_sandbox(active: _ActiveRun, sig: int) -> None:
+    """Deliver ``sig`` to the program inside the sandbox, not to bwrap.
+
+    Signalling bwrap itself would end the sandbox with SIGKILL (die-with-parent), leaving
+    the program no grace; the sandbox's init ignores signals it has no handler for. So the
+    signal goes to the init's children: the program and anything it started.
+    """
+    init = active.sandbox_init_pid
+    if init is None:
+        if active.process is not None:
+            active.process.signal(sig)
+        return
+    for child in _children(init):
+        try:
+            os.kill(child, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _kill_leftover(pid: int) -> None:
+    """Kill a process left by a dead daemon, only if it is still one of our sandboxes."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().split(b"\0")
+    except OSError:
+        return  # gone
+    if not any(part.endswith((b"bwrap", b"prlimit", b"setpriv", b"/program")) for part in cmdline):
+        return  # the pid was reused by an unrelated process
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,94 @@
+"""The daemon's parts, wired together: one object the API handlers reach through."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from attestables.shared import __version__, protocol
+
+from .builds.manager import Builds
+from .builds.toolchains import Toolchain, detect_toolchains
+from .compartments.backends import Backend, detect_backends
+from .compartments.runs import Runs
+from .config import Settings
+from .events import EventBus
+from .platform_info import platform_facts
+from .sandbox.chain import Chain
+from .sources import Sources
+from .store.blobs import BlobStore
+from .store.db import SCHEMA_VERSION as DB_SCHEMA_VERSION, Database
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """Owns the store, the event bus and the managers; created by ``open``, ended by ``close``."""
+
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, toolchains: dict[str, Toolchain],
+                 chain: Chain, backends: dict[str, Backend]) -> None:
+        self.settings = settings
+        self.state_dir: Path = settings.state_dir
+        self.db = db
+        self.blobs = blobs
+        self.toolchains = toolchains
+        self.chain = chain
+        self.backends = backends
+        self.bus = EventBus(settings.event_ring_size)
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.sources = Sources(db, blobs, settings.max_source_bytes, settings.max_sources)
+        self.builds = Builds(self)
+        self.runs = Runs(self)
+        self.connections: set[Any] = set()
+
+    @classmethod
+    async def open(cls, settings: Settings) -> "Daemon":
+        state = settings.state_dir
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Traversable but not listable: a sandbox running as another uid must reach its own
+        # work directory by path; every file of value below is 0600/0700.
+        os.chmod(state, 0o711)
+        (state / "work").mkdir(mode=0o711, exist_ok=True)
+        os.chmod(state / "work", 0o711)
+        blobs = BlobStore(state / "blobs")
+        swept = blobs.sweep_temp()
+        if swept:
+            log.info("removed %d temp files left by an interrupted write", swept)
+        db = await Database.open(state / "attestables.db")
+        toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
+        chain = Chain.detect(settings.sandbox_uid, settings.sandbox_gid)
+        daemon = cls(settings, db, blobs, toolchains, chain, detect_backends(settings, chain))
+        await daemon.runs.recover()
+        await daemon.builds.recover()
+        return daemon
+
+    async def close(self) -> None:
+        await self.runs.shutdown()
+        await self.builds.shutdown()
+        await self.db.close()
+
+    def hello(self) -> dict[str, Any]:
+        return {"schema_version": protocol.SCHEMA_VERSION,
+                "min_supported_schema_version": protocol.MIN_SUPPORTED_SCHEMA_VERSION,
+                "server_version": __version__}
+
+    def info(self) -> dict[str, Any]:
+        limits = self.settings.default_limits
+        return {
+            "version": __version__,
+            "schema_version": protocol.SCHEMA_VERSION,
+            "db_schema_version": DB_SCHEMA_VERSION,
+            "platform": platform_facts(),
+            "toolchains": [
+                {"name": t.name, "compiler": t.compiler, "version": t.version, "available": t.available,
+                 "abi": t.abi} for t in self.toolchains.values()
+            ],
+            "backends": [b.describe(limits, self.settings) for b in self.backends.values()],
+            "default_backend": self.settings.default_backend,
+            "state_dir": str(self.state_dir),
+            "limits": {"default": limits.to_dict(), "max": self.settings.max_limits.to_dict()},
+        }

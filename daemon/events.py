@@ -1,0 +1,111 @@
+"""The event bus: every stream the API offers flows through here.
+
+``publish`` is synchronous and never blocks: it stamps the event with the next sequence
+number, keeps it in a bounded ring for ``since`` replays and hands it to each matching
+subscriber's sink, which must itself be non-blocking (a connection's bounded queue).
+Subscribing and replaying happen with no ``await`` in between, so no event falls into a
+gap between the snapshot and the live stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from attestables.shared.protocol import EVENTS_GAP
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    topic: str
+    keys: Mapping[str, str]  # build_id / run_id: what a subscription filter matches
+    data: Any
+
+
+class Sink(Protocol):
+    def offer(self, subscription: str, topic: str, seq: int, data: Any) -> None:
+        """Queue one event for delivery; must not block or raise."""
+
+
+@dataclass(slots=True)
+class Subscription:
+    id: str
+    topics: frozenset[str]
+    filter: Mapping[str, str]
+    sink: Sink
+    owner: object = field(default=None)
+
+    def matches(self, event: Event) -> bool:
+        if event.topic not in self.topics:
+            return False
+        return all(event.keys.get(k) == v for k, v in self.filter.items())
+
+
+class EventBus:
+    def __init__(self, ring_size: int) -> None:
+        self._ring: deque[Event] = deque(maxlen=ring_size)
+        self._seq = 0
+        self._subs: dict[str, Subscription] = {}
+        self._ids = itertools.count(1)
+        self.published = 0
+        self.listeners: list[Callable[[Event], None]] = []  # in-process observers (tests, metrics)
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the newest event (0 before any)."""
+        return self._seq
+
+    def publish(self, topic: str, data: Any, **keys: str) -> int:
+        self._seq += 1
+        event = Event(self._seq, topic, keys, data)
+        self._ring.append(event)
+        self.published += 1
+        for sub in self._subs.values():
+            if sub.matches(event):
+                sub.sink.offer(sub.id, topic, event.seq, data)
+        for listener in self.listeners:
+            listener(event)
+        return event.seq
+
+    def subscribe(
+        self,
+        sink: Sink,
+        topics: frozenset[str],
+        filter: Mapping[str, str] | None = None,
+        since: int | None = None,
+        owner: object = None,
+    ) -> str:
+        """Register a subscription and replay ring events after ``since`` into it.
+
+        If the ring no longer holds every event after ``since``, the replay starts with
+        an ``events.gap`` event saying how many were lost.
+        """
+        sub = Subscription(f"sub-{next(self._ids)}", topics, dict(filter or {}), sink, owner)
+        if since is not None and since < self._seq:
+            oldest = self._ring[0].seq if self._ring else self._seq + 1
+            if since + 1 < oldest:
+                missed = oldest - since - 1
+                sink.offer(sub.id, EVENTS_GAP, since + 1, {"dropped": missed, "from_seq": since + 1,
+                                                           "to_seq": oldest - 1, "reason": "ring"})
+            for event in self._ring:
+                if event.seq > since and sub.matches(event):
+                    sink.offer(sub.id, event.topic, event.seq, event.data)
+        self._subs[sub.id] = sub
+        return sub.id
+
+    def unsubscribe(self, sub_id: str, owner: object = None) -> bool:
+        sub = self._subs.get(sub_id)
+        if sub is None or (owner is not None and sub.owner is not owner):
+            return False
+        del self._subs[sub_id]
+        return True
+
+    def drop_owner(self, owner: object) -> None:
+        for sub_id in [s.id for s in self._subs.values() if s.owner is owner]:
+            del self._subs[sub_id]
+
+    def subscriber_count(self) -> int:
+        return len(self._subs)

@@ -1,0 +1,139 @@
+"""C sources: validated uploads, immutable versions, content-addressed storage."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from attestables.shared.errors import Conflict, InvalidParams, LimitExceeded, NotFound
+
+from .store.blobs import BlobStore
+from .store.db import Database
+from .timeutil import now_iso
+
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name) or name in {".", ".."} or name.startswith("."):
+        raise InvalidParams(
+            f"invalid source name {name!r}: use 1-128 of A-Z a-z 0-9 . _ -, not starting with '.'",
+            field="name",
+        )
+    if not (name.endswith(".c") or name.endswith(".h")) or len(name) < 3:
+        raise InvalidParams(f"invalid source name {name!r}: it must end in .c or .h", field="name")
+    return name
+
+
+def validate_content(content: str, max_bytes: int) -> bytes:
+    try:
+        data = content.encode("utf-8")  # lone surrogates (invalid UTF-8 on the wire) fail here
+    except UnicodeEncodeError:
+        raise InvalidParams("content is not valid UTF-8", field="content") from None
+    if len(data) > max_bytes:
+        raise LimitExceeded(f"source is {len(data)} bytes; the limit is {max_bytes}", limit=max_bytes)
+    if b"\0" in data:
+        raise InvalidParams("content contains a NUL byte", field="content")
+    return data
+
+
+class Sources:
+    def __init__(self, db: Database, blobs: BlobStore, max_bytes: int, max_sources: int) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.max_bytes = max_bytes
+        self.max_sources = max_sources
+
+    async def upload(self, name: str, content: str) -> dict[str, Any]:
+        validate_name(name)
+        data = validate_content(content, self.max_bytes)
+        now = now_iso()
+        async with self.blobs.lock:
+            digest = await self.blobs.put(data)
+            row = await self.db.fetchone("SELECT source_id FROM sources WHERE name = ?", (name,))
+            if row is None:
+                (count,) = await self.db.fetchone("SELECT count(*) FROM sources")  # type: ignore[misc]
+                if count >= self.max_sources:
+                    raise LimitExceeded(f"{count} sources stored; the limit is {self.max_sources}")
+                source_id = "s_" + secrets.token_hex(8)
+                version = 1
+                await self.db.transaction([
+                    ("INSERT INTO sources VALUES (?, ?, ?, ?)", (source_id, name, now, now)),
+                    ("INSERT INTO source_versions VALUES (?, 1, ?, ?, ?)", (source_id, digest, len(data), now)),
+                ])
+            else:
+                source_id = row["source_id"]
+                # The version number comes from the row count inside the same transaction as
+                # the insert (the write lock serialises uploads): never len(db)+1 outside it.
+                (latest,) = await self.db.fetchone(  # type: ignore[misc]
+                    "SELECT max(version) FROM source_versions WHERE source_id = ?", (source_id,))
+                version = latest + 1
+                await self.db.transaction([
+                    ("INSERT INTO source_versions VALUES (?, ?, ?, ?, ?)",
+                     (source_id, version, digest, len(data), now)),
+                    ("UPDATE sources SET updated_at = ? WHERE source_id = ?", (now, source_id)),
+                ])
+        return {"source_id": source_id, "name": name, "version": version, "sha256": digest, "size": len(data)}
+
+    async def list(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            """SELECT s.source_id, s.name, s.created_at, s.updated_at, v.version, v.sha256, v.size,
+                      (SELECT count(*) FROM source_versions WHERE source_id = s.source_id) AS versions
+               FROM sources s JOIN source_versions v ON v.source_id = s.source_id
+               WHERE v.version = (SELECT max(version) FROM source_versions WHERE source_id = s.source_id)
+               ORDER BY s.created_at, s.source_id""")
+        return [
+            {"source_id": r["source_id"], "name": r["name"], "latest_version": r["version"],
+             "versions": r["versions"], "sha256": r["sha256"], "size": r["size"],
+             "created_at": r["created_at"], "updated_at": r["updated_at"]}
+            for r in rows
+        ]
+
+    async def version_row(self, source_id: str, version: int | None) -> dict[str, Any]:
+        """The named version (latest by default) with its metadata, without content."""
+        if version is None:
+            row = await self.db.fetchone(
+                """SELECT s.name, v.* FROM sources s JOIN source_versions v USING (source_id)
+                   WHERE s.source_id = ? ORDER BY v.version DESC LIMIT 1""", (source_id,))
+        else:
+            row = await self.db.fetchone(
+                """SELECT s.name, v.* FROM sources s JOIN source_versions v USING (source_id)
+                   WHERE s.source_id = ? AND v.version = ?""", (source_id, version))
+        if row is None:
+            what = f"source {source_id}" + (f" version {version}" if version is not None else "")
+            raise NotFound(f"no {what}", source_id=source_id)
+        return {"source_id": source_id, "name": row["name"], "version": row["version"],
+                "sha256": row["sha256"], "size": row["size"], "created_at": row["created_at"]}
+
+    async def get(self, source_id: str, version: int | None) -> dict[str, Any]:
+        meta = await self.version_row(source_id, version)
+        content = self.blobs.read_verified(meta["sha256"]).decode("utf-8")
+        return {**meta, "content": content}
+
+    async def headers(self) -> list[dict[str, Any]]:
+        """Latest version of every ``.h`` source: the headers a build may include."""
+        rows = await self.db.fetchall(
+            """SELECT s.name, v.sha256 FROM sources s JOIN source_versions v USING (source_id)
+               WHERE s.name LIKE '%.h'
+                 AND v.version = (SELECT max(version) FROM source_versions WHERE source_id = s.source_id)""")
+        return [{"name": r["name"], "sha256": r["sha256"]} for r in rows]
+
+    async def delete(self, source_id: str, active_run: bool) -> None:
+        """Remove a source and its versions; blobs no longer named anywhere are erased."""
+        if active_run:
+            raise Conflict(f"source {source_id} has an active run; stop it first", source_id=source_id)
+        async with self.blobs.lock:
+            rows = await self.db.fetchall("SELECT sha256 FROM source_versions WHERE source_id = ?", (source_id,))
+            if not rows and await self.db.fetchone("SELECT 1 FROM sources WHERE source_id = ?", (source_id,)) is None:
+                raise NotFound(f"no source {source_id}", source_id=source_id)
+            await self.db.transaction([("DELETE FROM sources WHERE source_id = ?", (source_id,))])
+            for (digest,) in rows:
+                if not await self.referenced(digest):
+                    self.blobs.delete(digest)
+
+    async def referenced(self, digest: str) -> bool:
+        row = await self.db.fetchone(
+            """SELECT 1 FROM source_versions WHERE sha256 = ?
+               UNION ALL SELECT 1 FROM builds WHERE artefact_sha256 = ? LIMIT 1""", (digest, digest))
+        return row is not None

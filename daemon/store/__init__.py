@@ -1,0 +1,1 @@
+"""Durable state: SQLite (WAL, versioned migrations) and content-addressed blobs."""

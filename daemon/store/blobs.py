@@ -1,0 +1,118 @@
+"""Content-addressed blobs (sources, artefacts), named by their sha256.
+
+A blob is written to a temp file in the same directory, fsynced, renamed into place and
+the directory fsynced: a daemon killed at any moment leaves either no blob or a whole one.
+Temp files left by a killed daemon are removed at start (``sweep_temp``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+from attestables.shared.errors import Tampered
+
+_TMP_PREFIX = ".tmp-"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class BlobStore:
+    """Immutable blobs under ``root/ab/abcdef...``; readers verify the digest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Held across "write blob + insert row" and "delete row + collect blob" so that
+        # garbage collection never removes a blob a concurrent upload is about to name.
+        self.lock = asyncio.Lock()
+
+    def path(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"not a sha256 digest: {digest!r}")
+        return self.root / digest[:2] / digest
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def _put_sync(self, data: bytes, digest: str, mode: int) -> None:
+        path = self.path(digest)
+        if path.is_file() and path.stat().st_size == len(data):
+            return  # same content already stored; content addressing makes this safe
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(path, data, mode)
+
+    async def put(self, data: bytes, *, mode: int = 0o400) -> str:
+        """Store ``data`` and return its sha256 (fsync runs off the event loop)."""
+        digest = sha256_hex(data)
+        await asyncio.to_thread(self._put_sync, data, digest, mode)
+        return digest
+
+    async def put_file(self, src: Path, *, mode: int = 0o500) -> tuple[str, int]:
+        """Store a file's content (read once, hashed once); returns (sha256, size)."""
+        data = await asyncio.to_thread(src.read_bytes)
+        return await self.put(data, mode=mode), len(data)
+
+    def read_verified(self, digest: str) -> bytes:
+        """The blob's bytes, or ``Tampered`` if they no longer hash to ``digest``."""
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise Tampered(f"blob {digest[:12]} is missing from the store", sha256=digest) from None
+        actual = sha256_hex(data)
+        if actual != digest:
+            raise Tampered(
+                f"blob {digest[:12]} was changed on disk (now {actual[:12]})", sha256=digest, actual=actual
+            )
+        return data
+
+    def delete(self, digest: str) -> None:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            pass
+
+    def all_digests(self) -> set[str]:
+        found = set()
+        for sub in self.root.iterdir():
+            if sub.is_dir():
+                found.update(p.name for p in sub.iterdir() if not p.name.startswith(_TMP_PREFIX))
+        return found
+
+    def sweep_temp(self) -> int:
+        """Remove temp files a killed daemon left behind; returns how many."""
+        removed = 0
+        for sub in self.root.iterdir():
+            if sub.is_dir():
+                for p in sub.iterdir():
+                    if p.name.startswith(_TMP_PREFIX):
+                        p.unlink(missing_ok=True)
+                        removed += 1
+        return removed

@@ -1,0 +1,150 @@
+"""The daemon's SQLite database: WAL mode, versioned migrations, one connection.
+
+Migrations are append-only: each entry of ``MIGRATIONS`` moves ``PRAGMA user_version``
+from its index to index + 1 inside one transaction, so a daemon killed mid-migration
+restarts from the last complete version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: sources, builds, runs.
+    """
+    CREATE TABLE sources (
+        source_id   TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE source_versions (
+        source_id   TEXT NOT NULL REFERENCES sources(source_id) ON DELETE CASCADE,
+        version     INTEGER NOT NULL,
+        sha256      TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (source_id, version)
+    );
+    CREATE TABLE builds (
+        build_id        TEXT PRIMARY KEY,
+        source_id       TEXT NOT NULL,
+        source_name     TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        source_sha256   TEXT NOT NULL,
+        toolchain       TEXT NOT NULL,
+        flags           TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        exit_code       INTEGER,
+        error           TEXT,
+        diagnostics     TEXT NOT NULL DEFAULT '[]',
+        artefact_sha256 TEXT,
+        artefact_size   INTEGER,
+        elf             TEXT,
+        log             TEXT NOT NULL DEFAULT '[]',
+        log_truncated   INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        started_at      TEXT,
+        finished_at     TEXT,
+        duration_s      REAL
+    );
+    CREATE INDEX builds_source ON builds(source_id);
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        build_id    TEXT NOT NULL REFERENCES builds(build_id),
+        backend     TEXT NOT NULL,
+        args        TEXT NOT NULL,
+        limits      TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        pid         INTEGER,
+        exit_code   INTEGER,
+        signal      INTEGER,
+        reason      TEXT,
+        error       TEXT,
+        created_at  TEXT NOT NULL,
+        started_at  TEXT,
+        finished_at TEXT
+    );
+    CREATE INDEX runs_build ON runs(build_id);
+    CREATE INDEX runs_state ON runs(state);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """A single aiosqlite connection; aiosqlite serialises statements on its thread."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        # One connection is shared by every coroutine: without this lock a statement of
+        # one coroutine could land inside another's open transaction.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> "Database":
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode; FULL adds power-loss
+        # durability of the last transaction, worth it for the launcher's records.
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await db._migrate()
+        return db
+
+    async def _migrate(self) -> None:
+        (current,) = await (await self.conn.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema {current} is newer than this daemon ({SCHEMA_VERSION}); upgrade the daemon"
+            )
+        for version in range(current, SCHEMA_VERSION):
+            log.info("migrating database schema %d -> %d", version, version + 1)
+            script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;"
+            await self.conn.executescript(script)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement in its own transaction; returns the number of rows changed."""
+        async with self._write_lock:
+            cursor = await self.conn.execute(sql, tuple(params))
+            count = cursor.rowcount
+            await cursor.close()
+            return count
+
+    async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run several statements atomically."""
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    await self.conn.execute(sql, params)
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def integrity_ok(self) -> bool:
+        row = await self.fetchone("PRAGMA integrity_check")
+        return row is not None and row[0] == "ok"
