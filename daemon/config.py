@@ -58,8 +58,10 @@ class Settings:
 
     default_backend: str = field(default="bwrap", metadata={"doc": "Compartment backend when a run names none."})
     allow_unconfined: bool = field(default=False, metadata={"doc": "Permit the unconfined `none` backend."})
-    sandbox_uid: int = field(default=65534, metadata={"doc": "Uid compartments run as when the daemon is root."})
-    sandbox_gid: int = field(default=65534, metadata={"doc": "Gid compartments run as when the daemon is root."})
+    sandbox_uid_base: int = field(default=1_879_048_192, metadata={
+        "doc": "First uid of the range builds and runs get one each of, when the daemon is root."})
+    sandbox_uid_count: int = field(default=65_536, metadata={"doc": "Size of that uid range."})
+    sandbox_gid: int = field(default=65534, metadata={"doc": "Gid of sandboxed builds and runs (root daemon)."})
     max_runs: int = field(default=64, metadata={"doc": "Compartments running at once."})
     stop_grace_s: float = field(default=5.0, metadata={"doc": "SIGTERM to SIGKILL grace when stopping a run."})
 
@@ -99,7 +101,7 @@ _POSITIVE = {
     "max_source_bytes", "max_sources", "build_concurrency", "build_timeout_s", "build_log_max_kb",
     "build_memory_mb", "max_runs", "run_cpu_s", "run_memory_mb", "run_wall_s", "run_output_kb",
     "max_run_cpu_s", "max_run_memory_mb", "max_run_wall_s", "max_run_output_kb", "run_nofile",
-    "run_nproc", "event_ring_size", "client_queue_size", "client_max_inflight", "max_message_kb",
+    "run_nproc", "sandbox_uid_base", "sandbox_uid_count", "sandbox_gid", "event_ring_size", "client_queue_size", "client_max_inflight", "max_message_kb",
     "max_clients",
 }
 

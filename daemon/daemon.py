@@ -18,7 +18,7 @@ from .compartments.runs import Runs
 from .config import Settings
 from .events import EventBus
 from .platform_info import platform_facts
-from .sandbox.chain import Chain
+from .sandbox.host import SandboxHost
 from .sources import Sources
 from .store.blobs import BlobStore
 from .store.db import SCHEMA_VERSION as DB_SCHEMA_VERSION, Database
@@ -30,13 +30,13 @@ class Daemon:
     """Owns the store, the event bus and the managers; created by ``open``, ended by ``close``."""
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, toolchains: dict[str, Toolchain],
-                 chain: Chain, backends: dict[str, Backend]) -> None:
+                 host: SandboxHost, backends: dict[str, Backend]) -> None:
         self.settings = settings
         self.state_dir: Path = settings.state_dir
         self.db = db
         self.blobs = blobs
         self.toolchains = toolchains
-        self.chain = chain
+        self.host = host
         self.backends = backends
         self.bus = EventBus(settings.event_ring_size)
         self.stats: collections.Counter[str] = collections.Counter()
@@ -60,8 +60,8 @@ class Daemon:
             log.info("removed %d temp files left by an interrupted write", swept)
         db = await Database.open(state / "attestables.db")
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
-        chain = Chain.detect(settings.sandbox_uid, settings.sandbox_gid)
-        daemon = cls(settings, db, blobs, toolchains, chain, detect_backends(settings, chain))
+        host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
+        daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host))
         await daemon.runs.recover()
         await daemon.builds.recover()
         return daemon

@@ -9,6 +9,7 @@ artefact is hashed once and stored content-addressed with its ELF facts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -23,7 +24,7 @@ from attestables import cheri
 from attestables.shared import protocol
 from attestables.shared.errors import Conflict, InvalidParams, NotFound, Unavailable
 
-from ..sandbox.argv import Limits, bwrap_compile_argv
+from ..sandbox.argv import Limits, bwrap_compile_argv, confine
 from ..sandbox.process import SandboxProcess
 from ..timeutil import now_iso
 from .diagnostics import parse_diagnostics
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SRC, OUT, RUNTIME = "/src", "/out", "/runtime"
+_ExitStack = contextlib.AsyncExitStack
 ARTEFACT = "program"
 _json = msgspec.json.encode
 
@@ -180,7 +182,8 @@ class Builds:
             """UPDATE builds SET state = 'failed', error = 'interrupted: the daemon stopped during the build',
                       finished_at = ? WHERE state IN ('queued', 'running')""", (now_iso(),))
         shutil.rmtree(self.work, ignore_errors=True)
-        self.work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.work.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.work.chmod(0o711)  # the sandbox uid reaches its build dir by path, lists nothing
 
     async def shutdown(self) -> None:
         for active in list(self._active.values()):
@@ -216,9 +219,13 @@ class Builds:
     async def _stage(self, build_id: str, meta: dict[str, Any]) -> tuple[Path, Path]:
         base = self.work / build_id
         src, out = base / "src", base / "out"
-        src.mkdir(mode=0o755, parents=True)
-        out.mkdir(mode=0o777)  # the compiler runs as the sandbox uid and must write here
-        out.chmod(0o777)
+        base.mkdir(mode=0o711)
+        src.mkdir(mode=0o755)
+        out.mkdir()
+        # The compiler may run as the sandbox uid and must write here; chmod, since the
+        # daemon's umask (077) would strip the bits from mkdir's mode.
+        for path, mode in ((base, 0o711), (src, 0o755), (out, 0o777)):
+            path.chmod(mode)
         blobs = self.daemon.blobs
         files = [{"name": meta["name"], "sha256": meta["sha256"]}, *await self.daemon.sources.headers()]
         for f in files:
@@ -235,7 +242,7 @@ class Builds:
         started = time.monotonic()
         result: dict[str, Any] = {"state": "failed", "exit_code": None, "error": None}
         try:
-            async with self._slots:
+            async with self._slots, _ExitStack() as stack:
                 if active.cancelled:
                     raise asyncio.CancelledError
                 await db.execute("UPDATE builds SET state = 'running', started_at = ? WHERE build_id = ?",
@@ -248,8 +255,10 @@ class Builds:
                     argv, source_dir_host=str(src), output_dir_host=str(out),
                     runtime_dir_host=str(cheri.RUNTIME_DIR))
                 limits = Limits(cpu_s=self.settings.build_timeout_s, memory_mb=self.settings.build_memory_mb,
-                                wall_s=self.settings.build_timeout_s, output_kb=self.settings.build_log_max_kb)
-                full = self.daemon.chain.wrap(sandbox, limits)
+                                wall_s=self.settings.build_timeout_s, output_kb=self.settings.build_log_max_kb,
+                                nproc=64, tmp_mb=256)
+                identity = stack.enter_context(self.daemon.host.identity())
+                full = confine(limits, identity) + sandbox
                 splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
 
                 def on_output(stream: str, chunk: bytes) -> None:

@@ -17,10 +17,8 @@ from attestables.shared.errors import InvalidParams, Unavailable
 
 from ..config import RunLimits, Settings
 from ..platform_info import is_cheri_host
-from ..sandbox.argv import Limits, bwrap_run_argv, c18n_run_argv, isolation_facts, none_run_argv
-from ..sandbox.chain import Chain
-
-PROGRAM_IN_SANDBOX = "/run/compartment/program"
+from ..sandbox.argv import Limits, compartment_argv, isolation_facts
+from ..sandbox.host import SandboxHost
 
 
 @dataclass(frozen=True)
@@ -40,8 +38,8 @@ def sandbox_limits(limits: RunLimits, settings: Settings) -> Limits:
                   output_kb=limits.output_kb, nofile=settings.run_nofile, nproc=settings.run_nproc)
 
 
-def detect_backends(settings: Settings, chain: Chain) -> dict[str, Backend]:
-    missing = chain.missing()
+def detect_backends(settings: Settings, host: SandboxHost) -> dict[str, Backend]:
+    missing = host.missing()
     cheribsd = is_cheri_host() and shutil.which("proccontrol") is not None
     return {
         "bwrap": Backend("bwrap", platform.system() == "Linux" and not missing,
@@ -62,12 +60,16 @@ def choose_backend(backends: dict[str, Backend], name: str | None, default: str)
     return backend
 
 
-def run_argv(backend: Backend, chain: Chain, program: str, args: list[str], limits: Limits,
-             info_fd: int | None) -> list[str]:
-    """The complete argv that starts ``program`` (a host path) in ``backend``."""
+def run_argv(backend: Backend, *, program_fd: int, program_path: str, args: list[str], limits: Limits,
+             run_as: tuple[int, int] | None, info_fd: int) -> list[str]:
+    """The complete argv that starts the program in ``backend``.
+
+    bwrap copies the program from ``program_fd`` (the very bytes the daemon hashed);
+    the other backends exec ``program_path``, a private copy of those bytes.
+    """
     if backend.name == "bwrap":
-        inner = bwrap_run_argv(program, args, bwrap=chain.bwrap or "bwrap", info_fd=info_fd)
-        return chain.wrap(inner, limits)
+        return compartment_argv("bwrap", None, args, limits, run_as=run_as, program_fd=program_fd,
+                                info_fd=info_fd)
     if backend.name == "c18n":
-        return c18n_run_argv(program, args, release=platform.release())
-    return chain.wrap(none_run_argv(program, args), limits)
+        return compartment_argv("c18n", program_path, args, limits, release=platform.release())
+    return compartment_argv("none", program_path, args, limits, run_as=run_as)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 _json = msgspec.json.encode
 MAX_ARGS = 64
+INFO_FD = 4  # bwrap --info-fd: names the sandbox's init pid
+PROGRAM_FD = 5  # the verified program bytes, copied by bwrap into the sandbox
 MAX_ARG_BYTES = 4096
 
 
@@ -179,7 +183,7 @@ class Runs:
         active = _ActiveRun(run_id, build_id, build["source_id"])
         self._active[run_id] = active
         try:
-            program = self._prepare(run_id, build["artefact"]["sha256"])
+            program = self._verified_artefact(build["artefact"]["sha256"])
         except Tampered as exc:
             self._active.pop(run_id, None)
             await self._finish(run_id, state="failed", reason="tampered", error=exc.message)
@@ -253,6 +257,7 @@ class Runs:
                                error="the daemon stopped while the run was active", publish=False)
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.work.chmod(0o711)
         self.outputs.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     async def shutdown(self) -> None:
@@ -265,8 +270,8 @@ class Runs:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _prepare(self, run_id: str, digest: str) -> Path:
-        """Hash the artefact now and stage exactly the hashed bytes for the run."""
+    def _verified_artefact(self, digest: str) -> bytes:
+        """The artefact's bytes, hashed now: these exact bytes are what will run."""
         try:
             data = self.daemon.blobs.path(digest).read_bytes()
         except FileNotFoundError:
@@ -275,15 +280,28 @@ class Runs:
         if actual != digest:
             raise Tampered(f"artefact {digest[:12]} was changed on disk after its build (now {actual[:12]}); "
                            "rebuild the source", sha256=digest, actual=actual)
+        return data
+
+    def _stage(self, run_id: str, program: bytes, backend: Backend) -> tuple[int, str]:
+        """Hand the verified bytes to the backend: (fd, path).
+
+        bwrap reads them from a sealed memfd (no file on disk to swap); the backends
+        without a mount namespace exec a private copy in the run's directory.
+        """
+        fd = os.memfd_create(f"attestables-{run_id}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.write(fd, program)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_SEAL)
+        os.lseek(fd, 0, os.SEEK_SET)
+        if backend.name == "bwrap":
+            return fd, ""
         run_dir = self.work / run_id
-        run_dir.mkdir(mode=0o711)
-        program = run_dir / "program"
-        fd = os.open(program, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o555)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        return program
+        run_dir.mkdir()
+        run_dir.chmod(0o711)  # the sandbox uid reaches the program by path
+        path = run_dir / "program"
+        path.write_bytes(program)
+        path.chmod(0o555)
+        return fd, str(path)
 
     async def _publish_state(self, run_id: str) -> dict[str, Any]:
         record = await self.get(run_id)
@@ -298,25 +316,31 @@ class Runs:
         if publish:
             await self._publish_state(run_id)
 
-    async def _run(self, active: _ActiveRun, backend: Backend, program: Path, args: list[str],
+    async def _run(self, active: _ActiveRun, backend: Backend, program: bytes, args: list[str],
                    limits: RunLimits) -> None:
         run_id = active.run_id
         db = self.daemon.db
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         info_r, info_w = os.pipe()
+        program_fd = -1
         state, reason, exit_code, sig, error = "failed", None, None, None, None
+        stack = contextlib.ExitStack()
         try:
+            run_as = stack.enter_context(self.daemon.host.identity())
             await db.execute("UPDATE runs SET state = 'starting' WHERE run_id = ?", (run_id,))
             await self._publish_state(run_id)
             output = _Output(run_id, self.outputs / f"{run_id}.out", limits.output_kb * 1024, self.daemon,
                              on_cap=lambda: self._kill_now(active, "output_limit"))
             active.output = output
-            argv = run_argv(backend, self.daemon.chain, str(program), args,
-                            sandbox_limits(limits, self.settings), info_fd=4 if backend.name == "bwrap" else None)
+            program_fd, program_path = self._stage(run_id, program, backend)
+            argv = run_argv(backend, program_fd=PROGRAM_FD, program_path=program_path, args=args,
+                            limits=sandbox_limits(limits, self.settings), run_as=run_as, info_fd=INFO_FD)
             env = {"ATTESTABLES_FD": "3", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-            extra = [(info_w, 4)] if backend.name == "bwrap" else []
+            extra = [(info_w, INFO_FD), (program_fd, PROGRAM_FD)]
             proc = await SandboxProcess.spawn(argv, env=env, on_output=output.feed, fd3=child_sock.fileno(),
                                               extra_fds=extra)
+            os.close(program_fd)
+            program_fd = -1
             active.process = proc
             child_sock.close()
             os.close(info_w)
@@ -351,9 +375,10 @@ class Runs:
                 active.output.close()
             for s in (parent_sock, child_sock):
                 s.close()
-            for fd in (info_r, info_w):
+            for fd in (info_r, info_w, program_fd):
                 if fd >= 0:
                     os.close(fd)
+            stack.close()
             shutil.rmtree(self.work / run_id, ignore_errors=True)
             self._active.pop(run_id, None)
         await self._finish(run_id, state=state, reason=reason, exit_code=exit_code, sig=sig, error=error)

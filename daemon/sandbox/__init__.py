@@ -1,0 +1,1 @@
+"""Confinement: command lines for compartments and the compile sandbox, and process control."""

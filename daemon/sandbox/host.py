@@ -1,0 +1,58 @@
+"""What this host offers the sandbox: the tools it needs and the uids it runs as.
+
+When the daemon is root, each build and run gets a uid of its own from a range that no
+account uses (``sandbox_uid_base`` ..). RLIMIT_NPROC counts processes per uid, so a
+shared uid would let a fork bomb in one compartment stop every other from starting; a
+uid of its own makes each compartment's process limit its own. The pool hands uids out
+round-robin, so a uid is not reused while the last sandbox's processes are still being
+reaped. A daemon that is not root cannot change uid: its sandboxes share its uid (see
+docs/threat-model.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from .argv import BWRAP, PRLIMIT, SETPRIV
+
+
+@dataclass
+class SandboxHost:
+    uid_base: int
+    uid_count: int
+    gid: int
+    _next: int = 0
+    _in_use: set[int] = field(default_factory=set)
+
+    @property
+    def is_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def missing(self) -> list[str]:
+        """Tools the sandbox needs but this host lacks."""
+        need = {"bwrap": BWRAP, "prlimit": PRLIMIT}
+        if self.is_root:
+            need["setpriv"] = SETPRIV
+        return sorted(name for name, path in need.items() if not os.access(path, os.X_OK))
+
+    @contextlib.contextmanager
+    def identity(self) -> Iterator[tuple[int, int] | None]:
+        """A (uid, gid) for one sandbox while it lives; ``None`` when not root."""
+        if not self.is_root:
+            yield None
+            return
+        for _ in range(self.uid_count):
+            offset = self._next
+            self._next = (self._next + 1) % self.uid_count
+            if offset not in self._in_use:
+                break
+        else:
+            raise RuntimeError("every sandbox uid is in use")
+        self._in_use.add(offset)
+        try:
+            yield (self.uid_base + offset, self.gid)
+        finally:
+            self._in_use.discard(offset)
