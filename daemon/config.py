@@ -46,6 +46,8 @@ class Settings:
     listen: str = field(default=DEFAULT_LISTEN, metadata={"doc": "HOST:PORT the API listens on."})
     state_dir: Path = field(default_factory=default_state_dir, metadata={"doc": "Database, blobs, token and keys."})
     log_level: str = field(default="info", metadata={"doc": "debug, info, warning or error."})
+    work_dir: str = field(default="", metadata={
+        "doc": "Scratch space for builds and runs (default: $RUNTIME_DIRECTORY/work, else a new temp dir)."})
 
     max_source_bytes: int = field(default=1024 * 1024, metadata={"doc": "Largest accepted source upload."})
     max_sources: int = field(default=10_000, metadata={"doc": "Most sources kept."})

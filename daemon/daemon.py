@@ -6,6 +6,7 @@ import asyncio
 import collections
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .platform_info import platform_facts
 from .sandbox.host import SandboxHost
 from .sources import Sources
 from .store.blobs import BlobStore
+from .workdir import prepare_work_dir
 from .store.db import SCHEMA_VERSION as DB_SCHEMA_VERSION, Database
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,10 @@ class Daemon:
     """Owns the store, the event bus and the managers; created by ``open``, ended by ``close``."""
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, toolchains: dict[str, Toolchain],
-                 host: SandboxHost, backends: dict[str, Backend]) -> None:
+                 host: SandboxHost, backends: dict[str, Backend], work_dir: Path) -> None:
         self.settings = settings
         self.state_dir: Path = settings.state_dir
+        self.work_dir = work_dir
         self.db = db
         self.blobs = blobs
         self.toolchains = toolchains
@@ -49,11 +52,8 @@ class Daemon:
     async def open(cls, settings: Settings) -> "Daemon":
         state = settings.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Traversable but not listable: a sandbox running as another uid must reach its own
-        # work directory by path; every file of value below is 0600/0700.
-        os.chmod(state, 0o711)
-        (state / "work").mkdir(mode=0o711, exist_ok=True)
-        os.chmod(state / "work", 0o711)
+        os.chmod(state, 0o700)
+        work = prepare_work_dir(state, settings.work_dir)
         blobs = BlobStore(state / "blobs")
         swept = blobs.sweep_temp()
         if swept:
@@ -61,7 +61,7 @@ class Daemon:
         db = await Database.open(state / "attestables.db")
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
         host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
-        daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host))
+        daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work)
         await daemon.runs.recover()
         await daemon.builds.recover()
         return daemon
@@ -70,6 +70,7 @@ class Daemon:
         await self.runs.shutdown()
         await self.builds.shutdown()
         await self.db.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def hello(self) -> dict[str, Any]:
         return {"schema_version": protocol.SCHEMA_VERSION,

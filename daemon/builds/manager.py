@@ -1,6 +1,6 @@
 """The build queue: compile a source version in the sandbox and record the measurement.
 
-A build runs in its own work directory (``work/builds/<id>/src`` read-only at ``/src``,
+A build runs in its own scratch directory (``<work>/builds/<id>/src`` read-only at ``/src``,
 ``out`` writable at ``/out``); the sandbox sees nothing else of the state dir. The log
 streams line by line on ``builds.log`` and is kept (capped) with the build record; the
 artefact is hashed once and stored content-addressed with its ELF facts.
@@ -101,7 +101,7 @@ class Builds:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
         self.settings = daemon.settings
-        self.work = daemon.state_dir / "work" / "builds"
+        self.work = daemon.work_dir / "builds"
         self._slots = asyncio.Semaphore(self.settings.build_concurrency)
         self._active: dict[str, _ActiveBuild] = {}
 
@@ -181,9 +181,6 @@ class Builds:
         await self.daemon.db.execute(
             """UPDATE builds SET state = 'failed', error = 'interrupted: the daemon stopped during the build',
                       finished_at = ? WHERE state IN ('queued', 'running')""", (now_iso(),))
-        shutil.rmtree(self.work, ignore_errors=True)
-        self.work.mkdir(mode=0o711, parents=True, exist_ok=True)
-        self.work.chmod(0o711)  # the sandbox uid reaches its build dir by path, lists nothing
 
     async def shutdown(self) -> None:
         for active in list(self._active.values()):

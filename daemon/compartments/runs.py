@@ -155,7 +155,7 @@ class Runs:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
         self.settings = daemon.settings
-        self.work = daemon.state_dir / "work" / "runs"
+        self.work = daemon.work_dir / "runs"
         self.outputs = daemon.state_dir / "runs"
         self._active: dict[str, _ActiveRun] = {}
 
@@ -255,9 +255,6 @@ class Runs:
                 _kill_leftover(row["pid"])
             await self._finish(row["run_id"], state="lost", reason="daemon_restart",
                                error="the daemon stopped while the run was active", publish=False)
-        shutil.rmtree(self.work, ignore_errors=True)
-        self.work.mkdir(mode=0o711, parents=True, exist_ok=True)
-        self.work.chmod(0o711)
         self.outputs.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     async def shutdown(self) -> None:
