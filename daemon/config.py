@@ -79,7 +79,9 @@ class Settings:
     run_nproc: int = field(default=64, metadata={"doc": "Processes/threads limit inside a compartment."})
 
     event_ring_size: int = field(default=20_000, metadata={"doc": "Events kept for `since` replays."})
+    event_ring_kb: int = field(default=32_768, metadata={"doc": "Payload bytes kept for `since` replays."})
     client_queue_size: int = field(default=4096, metadata={"doc": "Outbound events buffered per client."})
+    client_queue_kb: int = field(default=16_384, metadata={"doc": "Outbound event bytes buffered per client."})
     client_max_inflight: int = field(default=64, metadata={"doc": "Concurrent requests per client."})
     max_message_kb: int = field(default=2048, metadata={"doc": "Largest websocket message accepted."})
     max_clients: int = field(default=256, metadata={"doc": "Websocket clients connected at once."})
@@ -103,7 +105,7 @@ _POSITIVE = {
     "max_source_bytes", "max_sources", "build_concurrency", "build_timeout_s", "build_log_max_kb",
     "build_memory_mb", "max_runs", "run_cpu_s", "run_memory_mb", "run_wall_s", "run_output_kb",
     "max_run_cpu_s", "max_run_memory_mb", "max_run_wall_s", "max_run_output_kb", "run_nofile",
-    "run_nproc", "sandbox_uid_base", "sandbox_uid_count", "sandbox_gid", "event_ring_size", "client_queue_size", "client_max_inflight", "max_message_kb",
+    "run_nproc", "sandbox_uid_base", "sandbox_uid_count", "sandbox_gid", "event_ring_size", "event_ring_kb", "client_queue_size", "client_queue_kb", "client_max_inflight", "max_message_kb",
     "max_clients",
 }
 

@@ -41,7 +41,7 @@ class Daemon:
         self.toolchains = toolchains
         self.host = host
         self.backends = backends
-        self.bus = EventBus(settings.event_ring_size)
+        self.bus = EventBus(settings.event_ring_size, settings.event_ring_kb * 1024)
         self.stats: collections.Counter[str] = collections.Counter()
         self.sources = Sources(db, blobs, settings.max_source_bytes, settings.max_sources)
         self.builds = Builds(self)

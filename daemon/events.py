@@ -23,6 +23,19 @@ class Event:
     topic: str
     keys: Mapping[str, str]  # build_id / run_id: what a subscription filter matches
     data: Any
+    size: int  # approximate bytes held, for the ring's byte budget
+
+
+EVENT_OVERHEAD = 256  # bytes an event costs beyond its payload text, roughly
+
+
+def event_size(data: Any) -> int:
+    """Bytes an event's payload holds: its text (output chunk, log line) plus overhead."""
+    if isinstance(data, dict):
+        text = data.get("data") or data.get("line")
+        if isinstance(text, str):
+            return EVENT_OVERHEAD + len(text)
+    return EVENT_OVERHEAD
 
 
 class Sink(Protocol):
@@ -45,8 +58,13 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, ring_size: int) -> None:
-        self._ring: deque[Event] = deque(maxlen=ring_size)
+    def __init__(self, ring_size: int, ring_bytes: int = 32 * 1024 * 1024) -> None:
+        # Bounded by count and by bytes: a flood of large output chunks cannot make the
+        # ring hold more than ``ring_bytes`` of payload.
+        self._ring: deque[Event] = deque()
+        self._ring_size = ring_size
+        self._ring_bytes = ring_bytes
+        self._held = 0
         self._seq = 0
         self._subs: dict[str, Subscription] = {}
         self._ids = itertools.count(1)
@@ -60,8 +78,12 @@ class EventBus:
 
     def publish(self, topic: str, data: Any, **keys: str) -> int:
         self._seq += 1
-        event = Event(self._seq, topic, keys, data)
-        self._ring.append(event)
+        event = Event(self._seq, topic, keys, data, event_size(data))
+        ring = self._ring
+        ring.append(event)
+        self._held += event.size
+        while len(ring) > self._ring_size or (self._held > self._ring_bytes and len(ring) > 1):
+            self._held -= ring.popleft().size
         self.published += 1
         for sub in self._subs.values():
             if sub.matches(event):

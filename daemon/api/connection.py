@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from attestables.shared import protocol
 from attestables.shared.errors import LimitExceeded, ParseError
 
+from ..events import event_size
 from .dispatch import CallContext, dispatch
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class Connection:
         self._responses: deque[dict[str, Any]] = deque()
         self._events: deque[tuple[str, str, int, Any]] = deque()
         self._event_limit = settings.client_queue_size
+        self._byte_limit = settings.client_queue_kb * 1024
+        self._queued_bytes = 0
         self._gaps: dict[str, list[int]] = {}  # subscription -> [dropped, first_seq]
         self._wakeup = asyncio.Event()
         self._inflight = asyncio.Semaphore(settings.client_max_inflight)
@@ -52,11 +55,13 @@ class Connection:
     def offer(self, subscription: str, topic: str, seq: int, data: Any) -> None:
         if self._closing:
             return
-        if len(self._events) >= self._event_limit:
+        size = event_size(data)
+        if len(self._events) >= self._event_limit or self._queued_bytes + size > self._byte_limit:
             gap = self._gaps.setdefault(subscription, [0, seq])
             gap[0] += 1
             self.dropped_events += 1
             self.daemon.stats["events_dropped"] += 1
+            self._wakeup.set()
             return
         gap = self._gaps.pop(subscription, None)
         if gap is not None:
@@ -65,6 +70,7 @@ class Connection:
                  {"dropped": gap[0], "from_seq": gap[1], "to_seq": seq - 1, "reason": "slow_client"})
             )
         self._events.append((subscription, topic, seq, data))
+        self._queued_bytes += size
         self._wakeup.set()
 
     def _respond(self, response: dict[str, Any]) -> None:
@@ -121,12 +127,20 @@ class Connection:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._responses or self._events:
+                while self._responses or self._events or self._gaps:
                     if self._responses:
                         frame = protocol.encode(self._responses.popleft())
-                    else:
+                    elif self._events:
                         sub, topic, seq, data = self._events.popleft()
+                        self._queued_bytes -= event_size(data)
                         frame = protocol.encode(protocol.event(sub, topic, seq, data))
+                    else:
+                        # The queue has drained and a subscription still owes its gap: say so
+                        # now, or a dropped terminal event would leave the client waiting.
+                        sub, (dropped, first) = self._gaps.popitem()
+                        frame = protocol.encode(protocol.event(sub, protocol.EVENTS_GAP, first, {
+                            "dropped": dropped, "from_seq": first, "to_seq": self.daemon.bus.seq,
+                            "reason": "slow_client"}))
                     # A text frame from bytes we already encoded: no decode/encode round trip.
                     await asyncio.wait_for(ws.send_frame(frame, WSMsgType.TEXT), SEND_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionResetError) as exc:

@@ -45,6 +45,7 @@ MAX_ARGS = 64
 INFO_FD = 4  # bwrap --info-fd: names the sandbox's init pid
 PROGRAM_FD = 5  # the verified program bytes, copied by bwrap into the sandbox
 MAX_ARG_BYTES = 4096
+EVENT_CHUNK = 64 * 1024
 
 
 def run_record(row: Any) -> dict[str, Any]:
@@ -117,9 +118,13 @@ class _Output:
             self._on_cap()
 
     def _emit(self, stream: str, text: str) -> None:
-        entry = {"run_id": self.run_id, "stream": stream, "data": text, "ts": now_iso()}
-        self._file.write(_json(entry) + b"\n")
-        self._bus.publish(protocol.RUNS_OUTPUT, entry, run_id=self.run_id)
+        ts = now_iso()
+        # Pieces of at most EVENT_CHUNK characters keep every event, and so every queue
+        # and the replay ring, in small units however large the pipe reads are.
+        for start in range(0, len(text), EVENT_CHUNK):
+            entry = {"run_id": self.run_id, "stream": stream, "data": text[start:start + EVENT_CHUNK], "ts": ts}
+            self._file.write(_json(entry) + b"\n")
+            self._bus.publish(protocol.RUNS_OUTPUT, entry, run_id=self.run_id)
 
     def finish(self) -> None:
         if not self.capped:

@@ -1,0 +1,171 @@
+"""A daemon killed mid-run, and a client too slow to keep up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import aiohttp
+
+from attestables.shared.client import Client
+from attestables.shared.local_daemon import LocalDaemon
+
+from .conftest import build_source, c_source, wait_run
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+async def test_sigkill_during_a_run_leaves_a_lost_run_and_no_process(tmp_path):
+    daemon = LocalDaemon(tmp_path / "state", log=open(tmp_path / "daemon.log", "wb"))  # noqa: SIM115
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            build = await build_source(client, "forever.c", c_source(
+                'int main(void) { puts("up"); fflush(stdout); for (;;) sleep(1); }\n'))
+            run_id = (await client.call("runs.start", {"build_id": build["build_id"]}))["run_id"]
+            deadline = time.monotonic() + 10
+            while (run := await client.call("runs.get", {"run_id": run_id}))["state"] != "running":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        sandbox_pid = run["pid"]
+        assert alive(sandbox_pid)
+        daemon.kill()  # SIGKILL: no cleanup code runs
+        deadline = time.monotonic() + 5
+        while alive(sandbox_pid):  # bwrap --die-with-parent ends the sandbox with the daemon
+            assert time.monotonic() < deadline, "the sandbox outlived its daemon"
+            await asyncio.sleep(0.05)
+
+        await daemon.start()
+        async with Client.connect(daemon.url, daemon.token) as client:
+            after = await client.call("runs.get", {"run_id": run_id})
+            assert after["state"] == "lost" and after["reason"] == "daemon_restart"
+            assert after["finished_at"]
+            # The restarted daemon works normally: the same build runs again.
+            again = await client.call("runs.start", {"build_id": build["build_id"], "limits": {"wall_s": 1}})
+            assert (await wait_run(client, again["run_id"]))["reason"] == "wall_limit"
+    finally:
+        await daemon.stop()
+    with sqlite3.connect(daemon.state_dir / "attestables.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT count(*) FROM runs WHERE state IN ('pending','starting','running')").fetchone()[0] == 0
+    assert not (daemon.state_dir / "daemon.pid").exists()
+
+
+async def test_second_daemon_on_the_same_state_dir_is_refused(tmp_path):
+    first = LocalDaemon(tmp_path / "state")
+    await first.start()
+    try:
+        second = LocalDaemon(tmp_path / "state")
+        try:
+            await second.start(timeout=10)
+            raise AssertionError("a second daemon started on a state dir in use")
+        except RuntimeError as exc:
+            assert "exited" in str(exc)
+        assert (tmp_path / "state" / "daemon.pid").read_text().strip() == str(first.proc.pid)
+    finally:
+        await first.stop()
+
+
+async def test_sigterm_stops_runs_and_exits_cleanly(tmp_path):
+    daemon = LocalDaemon(tmp_path / "state", config={"stop_grace_s": 1.0})
+    await daemon.start()
+    async with Client.connect(daemon.url, daemon.token) as client:
+        build = await build_source(client, "idle.c", c_source("int main(void) { for (;;) pause(); }\n"))
+        run_id = (await client.call("runs.start", {"build_id": build["build_id"]}))["run_id"]
+        await asyncio.sleep(0.3)
+        pid = (await client.call("runs.get", {"run_id": run_id}))["pid"]
+    started = time.monotonic()
+    assert await daemon.stop() == 0
+    assert time.monotonic() - started < 10
+    assert not alive(pid)
+    with sqlite3.connect(daemon.state_dir / "attestables.db") as db:
+        state, reason = db.execute("SELECT state, reason FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    assert (state, reason) == ("killed", "daemon_shutdown")
+
+
+async def test_a_slow_subscriber_does_not_delay_a_fast_one(tmp_path):
+    daemon = LocalDaemon(tmp_path / "state", config={"client_queue_kb": 1024})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as fast, aiohttp.ClientSession() as session:
+            # 30 MB at most ~60 MB/s: a rate a reading client keeps up with, far more than
+            # the socket buffers of a client that does not read can absorb.
+            build = await build_source(fast, "chatty.c", c_source(
+                'int main(void) { char line[200]; memset(line, \'y\', 199); line[199] = 0;'
+                ' for (int i = 0; i < 150000; i++) { puts(line); if (i % 300 == 299) usleep(1000); }'
+                ' return 0; }\n'))
+            # The slow client subscribes, then stops reading: TCP backpressure stalls its writer.
+            slow = await session.ws_connect(daemon.url, headers={"Authorization": f"Bearer {daemon.token}"})
+            await slow.receive()  # hello
+            await slow.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "events.subscribe",
+                                            "params": {"topics": ["runs.output", "runs.state"]}}))
+            sub = await fast.subscribe(["runs.output", "runs.state"])
+            run_id = (await fast.call("runs.start", {"build_id": build["build_id"],
+                                                     "limits": {"output_kb": 40000}}))["run_id"]
+            received, final = 0, None
+            async with asyncio.timeout(60):
+                async for event in sub:
+                    assert event.topic != "events.gap", "the fast client lost events"
+                    if event.data.get("run_id") != run_id:
+                        continue
+                    if event.topic == "runs.output":
+                        received += len(event.data["data"])
+                    elif event.data["state"] in {"exited", "killed", "failed"}:
+                        final = event.data
+                        break
+            assert final["state"] == "exited" and received == 150000 * 200
+            # The daemon still answers promptly while the slow client is stalled.
+            assert (await asyncio.wait_for(fast.call("system.info"), 5))["version"]
+            # When the slow client finally reads, it is told what it missed.
+            gaps, frames = 0, 0
+            async with asyncio.timeout(30):
+                while True:
+                    msg = await slow.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    frames += 1
+                    body = json.loads(msg.data)
+                    if body.get("method") == "event" and body["params"]["topic"] == "events.gap":
+                        gaps += 1
+                        assert body["params"]["data"]["dropped"] > 0
+                    if body.get("method") == "event" and body["params"]["topic"] == "runs.state" \
+                            and body["params"]["data"]["state"] == "exited":
+                        break
+                    if gaps and frames > 50 and body.get("method") == "event" \
+                            and body["params"]["topic"] == "events.gap" and \
+                            body["params"]["data"]["to_seq"] >= sub.seq:
+                        break
+            assert gaps >= 1
+            await slow.close()
+    finally:
+        await daemon.stop()
+
+
+def test_daemon_refuses_a_bad_config_with_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+    config = tmp_path / "bad.toml"
+    config.write_text('run_wall_s = "soon"\n')
+    proc = subprocess.run([sys.executable, "-m", "attestables.cli.main", "daemon", "--state-dir",
+                           str(tmp_path / "s"), "--config", str(config)], capture_output=True, text=True,
+                          timeout=30, env={k: v for k, v in os.environ.items() if not k.startswith("ATTESTABLES")})
+    assert proc.returncode == 2
+    assert "run_wall_s" in proc.stderr and "Traceback" not in proc.stderr
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("run_wal_s = 3\n")
+    proc = subprocess.run([sys.executable, "-m", "attestables.cli.main", "daemon", "--state-dir",
+                           str(tmp_path / "s"), "--config", str(unknown)], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2 and "unknown setting 'run_wal_s'" in proc.stderr
+    _ = signal  # keep import for readers: SIGKILL/SIGTERM paths above
