@@ -204,3 +204,40 @@ async def test_since_replays_a_finished_run(client):
                     break
     assert any(e.topic == "runs.output" and "replayed" in e.data["data"] for e in seen)
     assert [e.seq for e in seen] == sorted(e.seq for e in seen)
+
+
+async def test_the_control_channel_is_fd_3_and_announced(client):
+    build = await build_source(client, "channel.c", c_source('''
+#include <fcntl.h>
+#include <sys/socket.h>
+int main(void) {
+    const char *fd = getenv("ATTESTABLES_FD");
+    int type = 0; socklen_t len = sizeof type;
+    int is_socket = getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+    printf("ATTESTABLES_FD=%s socket=%d fd4=%d fd5=%d\\n", fd ? fd : "-", is_socket,
+           fcntl(4, F_GETFD) != -1, fcntl(5, F_GETFD) != -1);
+    return 0;
+}
+'''))
+    _, output = await run_build(client, build["build_id"])
+    # fd 3 is the daemon's socket; the descriptors bwrap used to set up (4, 5) are not leaked.
+    assert output.strip() == "ATTESTABLES_FD=3 socket=1 fd4=0 fd5=0"
+
+
+async def test_the_program_sees_a_clean_environment_and_a_private_tmp(client):
+    build = await build_source(client, "env.c", c_source('''
+extern char **environ;
+int main(void) {
+    for (char **e = environ; *e; e++) printf("%s\\n", *e);
+    FILE *f = fopen("/tmp/scratch", "w");
+    printf("tmp writable=%d\\n", f != NULL);
+    printf("root writable=%d\\n", fopen("/new-file", "w") != NULL);
+    printf("home visible=%d\\n", fopen("/root/.bashrc", "r") != NULL);
+    return 0;
+}
+'''))
+    _, output = await run_build(client, build["build_id"])
+    lines = set(output.split("\n"))
+    assert "ATTESTABLES_FD=3" in lines and "tmp writable=1" in lines
+    assert "root writable=0" in lines and "home visible=0" in lines
+    assert not any(line.startswith(("ATTESTABLES_TOKEN", "ATTESTABLES_URL")) for line in lines)

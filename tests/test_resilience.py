@@ -169,3 +169,19 @@ def test_daemon_refuses_a_bad_config_with_a_clear_message(tmp_path):
                           timeout=30)
     assert proc.returncode == 2 and "unknown setting 'run_wal_s'" in proc.stderr
     _ = signal  # keep import for readers: SIGKILL/SIGTERM paths above
+
+
+async def test_the_unconfined_backend_only_when_allowed(tmp_path):
+    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            info = await client.call("system.info")
+            none = {b["name"]: b for b in info["backends"]}["none"]
+            assert none["available"] and none["isolation"]["network"] == "host"  # said plainly
+            build = await build_source(client, "plain.c", c_source('int main(void) { puts("unconfined"); }\n'))
+            run = await client.call("runs.start", {"build_id": build["build_id"], "backend": "none"})
+            record = await wait_run(client, run["run_id"])
+            assert record["state"] == "exited" and record["backend"] == "none"
+    finally:
+        await daemon.stop()
