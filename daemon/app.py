@@ -7,7 +7,7 @@ import weakref
 
 from aiohttp import WSCloseCode, web
 
-from attestables.shared.protocol import API_PATH, HEALTH_PATH
+from attestables.shared.protocol import API_PATH, CRL_PATH, HEALTH_PATH
 
 from . import api  # noqa: F401  (package docstring)
 from .api import methods  # noqa: F401  (registers every method)
@@ -29,6 +29,18 @@ def _peer(request: web.Request) -> str:
 async def healthz(request: web.Request) -> web.Response:
     """Liveness for load balancers and systemd: status only, nothing else."""
     return web.json_response({"status": "ok"})
+
+
+async def crl(request: web.Request) -> web.Response:
+    """The issuing CA's CRL (no auth: services fetch it); DER, or PEM with ?format=pem."""
+    certs = request.app[DAEMON].certs
+    fmt = request.query.get("format", "der")
+    if fmt not in {"der", "pem"}:
+        return web.json_response({"error": {"code": "invalid_params", "message": "format is der or pem"}},
+                                 status=400)
+    body = certs.crl(pem=fmt == "pem")
+    content_type = "application/x-pem-file" if fmt == "pem" else "application/pkix-crl"
+    return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -74,5 +86,6 @@ def make_app(daemon: Daemon, token: str) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app.router.add_get(HEALTH_PATH, healthz)
     app.router.add_get(API_PATH, websocket)
+    app.router.add_get(CRL_PATH, crl)
     app.on_shutdown.append(_close_sockets)
     return app

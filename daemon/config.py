@@ -56,6 +56,11 @@ class Settings:
     build_timeout_s: int = field(default=60, metadata={"doc": "Wall-time limit of one compile."})
     build_log_max_kb: int = field(default=256, metadata={"doc": "Compile log kept and streamed per build."})
     build_memory_mb: int = field(default=2048, metadata={"doc": "Address-space limit of the compiler."})
+    ca_passphrase_file: str = field(default="", metadata={
+        "doc": "File holding the passphrase that encrypts the CA keys (PKCS#8); empty: keys unencrypted."})
+    ca_passphrase_credential: str = field(default="", metadata={
+        "doc": "systemd credential name holding that passphrase ($CREDENTIALS_DIRECTORY/<name>)."})
+    run_cert_validity_s: int = field(default=86_400, metadata={"doc": "Validity of a run certificate."})
     cheribuild_sdk: str = field(default="", metadata={"doc": "Path of a cheribuild SDK (enables cheribuild-sdk)."})
 
     default_backend: str = field(default="bwrap", metadata={"doc": "Compartment backend when a run names none."})
@@ -102,7 +107,7 @@ class Settings:
 SETTINGS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
 
 _POSITIVE = {
-    "max_source_bytes", "max_sources", "build_concurrency", "build_timeout_s", "build_log_max_kb",
+    "max_source_bytes", "max_sources", "run_cert_validity_s", "build_concurrency", "build_timeout_s", "build_log_max_kb",
     "build_memory_mb", "max_runs", "run_cpu_s", "run_memory_mb", "run_wall_s", "run_output_kb",
     "max_run_cpu_s", "max_run_memory_mb", "max_run_wall_s", "max_run_output_kb", "run_nofile",
     "run_nproc", "sandbox_uid_base", "sandbox_uid_count", "sandbox_gid", "event_ring_size", "event_ring_kb", "client_queue_size", "client_queue_kb", "client_max_inflight", "max_message_kb",

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from attestables.shared import __version__, protocol
+from attestables.shared.channel import ServiceKey
 
 from .builds.manager import Builds
 from .builds.toolchains import Toolchain, detect_toolchains
 from .compartments.backends import Backend, detect_backends
 from .compartments.runs import Runs
+from .ca import CertificateAuthority
+from .certs import Certificates
 from .config import Settings
 from .events import EventBus
 from .platform_info import platform_facts
@@ -32,7 +35,7 @@ class Daemon:
     """Owns the store, the event bus and the managers; created by ``open``, ended by ``close``."""
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, toolchains: dict[str, Toolchain],
-                 host: SandboxHost, backends: dict[str, Backend], work_dir: Path) -> None:
+                 host: SandboxHost, backends: dict[str, Backend], work_dir: Path, ca: CertificateAuthority) -> None:
         self.settings = settings
         self.state_dir: Path = settings.state_dir
         self.work_dir = work_dir
@@ -46,6 +49,7 @@ class Daemon:
         self.sources = Sources(db, blobs, settings.max_source_bytes, settings.max_sources)
         self.builds = Builds(self)
         self.runs = Runs(self)
+        self.certs = Certificates(self, ca)
         self.connections: set[Any] = set()
 
     @classmethod
@@ -61,9 +65,11 @@ class Daemon:
         db = await Database.open(state / "attestables.db")
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
         host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
-        daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work)
+        ca = await asyncio.to_thread(Certificates.open_ca, settings)
+        daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work, ca)
         await daemon.runs.recover()
         await daemon.builds.recover()
+        await daemon.certs.recover()
         return daemon
 
     async def close(self) -> None:
@@ -71,6 +77,14 @@ class Daemon:
         await self.builds.shutdown()
         await self.db.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def service_keys(self) -> list[ServiceKey]:
+        """The sealing keys sent to each compartment after CERT: one per registered service.
+
+        No service registry exists yet (the broker, issue #4), so the list is empty and
+        every READ/WRITE is answered UNKNOWN_SERVICE.
+        """
+        return []
 
     def hello(self) -> dict[str, Any]:
         return {"schema_version": protocol.SCHEMA_VERSION,

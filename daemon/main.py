@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from attestables.shared import __version__
+from attestables.shared.errors import AttestablesError
 from attestables.shared.paths import PID_FILE
 
 from .api.auth import load_or_create_token
@@ -107,8 +108,8 @@ def run_daemon(flags: dict[str, Any]) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    except RuntimeError as exc:
-        log.error("%s", exc)
+    except (RuntimeError, AttestablesError) as exc:
+        log.error("cannot start: %s", exc)
         return 1
     finally:
         pidfile.release()

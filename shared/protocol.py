@@ -20,6 +20,7 @@ from .errors import AttestablesError
 
 API_PATH = "/api/v1/ws"
 HEALTH_PATH = "/healthz"
+CRL_PATH = "/api/v1/crl"
 
 # Bumped when a method, event or field changes incompatibly; ``min_supported`` is the
 # oldest client schema the server still speaks.
@@ -38,7 +39,10 @@ RUNS_STATE = "runs.state"
 # client); ``data`` says how many and from which sequence number.
 EVENTS_GAP = "events.gap"
 
-TOPICS = frozenset({BUILDS_LOG, BUILDS_STATE, RUNS_OUTPUT, RUNS_STATE})
+CERTS_ISSUED = "certs.issued"
+CERTS_REVOKED = "certs.revoked"
+
+TOPICS = frozenset({BUILDS_LOG, BUILDS_STATE, RUNS_OUTPUT, RUNS_STATE, CERTS_ISSUED, CERTS_REVOKED})
 
 BUILD_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 BUILD_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})

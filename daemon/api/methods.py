@@ -205,3 +205,54 @@ async def events_unsubscribe(ctx: CallContext, p: UnsubscribeParams) -> dict[str
     if not ctx.daemon.bus.unsubscribe(p.subscription, owner=ctx.connection):
         raise NotFound(f"no subscription {p.subscription} on this connection", subscription=p.subscription)
     return {"subscription": p.subscription, "unsubscribed": True}
+
+
+# -- certificates and attestation -------------------------------------------------------
+
+Serial = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[0-9a-fA-F]+$")]
+
+
+class CertGetParams(Params):
+    serial: Serial | None = None
+    run_id: Id | None = None
+
+
+class CertListParams(Params):
+    limit: Limit = 200
+    run_id: Id | None = None
+
+
+class RevokeParams(Params):
+    serial: Serial
+    reason: Annotated[str, msgspec.Meta(max_length=40)] = "unspecified"
+
+
+@method("ca.info")
+async def ca_info(ctx: CallContext, _: Any) -> dict[str, Any]:
+    """The root and issuing CA certificates, their fingerprints and the CRL's next update."""
+    return ctx.daemon.certs.info()
+
+
+@method("certs.list", CertListParams)
+async def certs_list(ctx: CallContext, p: CertListParams) -> dict[str, Any]:
+    """Run certificates, newest first, with their revocation state."""
+    return {"certificates": await ctx.daemon.certs.list(p.limit, p.run_id)}
+
+
+@method("certs.get", CertGetParams)
+async def certs_get(ctx: CallContext, p: CertGetParams) -> dict[str, Any]:
+    """One run certificate (by serial or run): PEM, chain PEM and attestation document."""
+    return await ctx.daemon.certs.get(serial=p.serial, run_id=p.run_id)
+
+
+@method("certs.revoke", RevokeParams)
+async def certs_revoke(ctx: CallContext, p: RevokeParams) -> dict[str, Any]:
+    """Revoke a run certificate; the CRL is re-signed at once."""
+    return await ctx.daemon.certs.revoke(p.serial.lower(), p.reason)
+
+
+@method("attestation.get", RunIdParams)
+async def attestation_get(ctx: CallContext, p: RunIdParams) -> dict[str, Any]:
+    """A run's attestation document (as certified) with its certificate's serial."""
+    cert = await ctx.daemon.certs.get(serial=None, run_id=p.run_id)
+    return {"run_id": p.run_id, "serial": cert["serial"], "revoked": cert["revoked"], "document": cert["document"]}

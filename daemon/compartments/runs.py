@@ -34,6 +34,7 @@ from ..sandbox.process import SandboxProcess
 from ..store.blobs import sha256_hex
 from ..timeutil import now_iso
 from .backends import Backend, choose_backend, run_argv, sandbox_limits
+from .channel import CompartmentChannel
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -154,6 +155,7 @@ class _ActiveRun:
         self.task: asyncio.Task[None] | None = None
         self.channel: socket.socket | None = None
         self.sandbox_init_pid: int | None = None
+        self.violation: str | None = None
 
 
 class Runs:
@@ -195,7 +197,7 @@ class Runs:
             exc.data["run_id"] = run_id
             raise
         await self._publish_state(run_id)
-        active.task = asyncio.create_task(self._run(active, backend, program, args, resolved),
+        active.task = asyncio.create_task(self._run(active, build, backend, program, args, resolved),
                                           name=f"run {run_id}")
         return {"run_id": run_id}
 
@@ -318,13 +320,14 @@ class Runs:
         if publish:
             await self._publish_state(run_id)
 
-    async def _run(self, active: _ActiveRun, backend: Backend, program: bytes, args: list[str],
-                   limits: RunLimits) -> None:
+    async def _run(self, active: _ActiveRun, build: dict[str, Any], backend: Backend, program: bytes,
+                   args: list[str], limits: RunLimits) -> None:
         run_id = active.run_id
         db = self.daemon.db
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         info_r, info_w = os.pipe()
         program_fd = -1
+        channel_task: asyncio.Task[None] | None = None
         state, reason, exit_code, sig, error = "failed", None, None, None, None
         stack = contextlib.ExitStack()
         try:
@@ -354,6 +357,10 @@ class Runs:
             if backend.name == "bwrap":
                 self._watch_info(active, info_r)
                 info_r = -1
+            channel = CompartmentChannel(
+                self.daemon, parent_sock, run_id=run_id, build=build, limits=sandbox_limits(limits, self.settings),
+                on_violation=lambda why: self._violation(active, why))
+            channel_task = asyncio.create_task(channel.serve(), name=f"channel {run_id}")
             try:
                 status = await asyncio.wait_for(proc.wait(), limits.wall_s)
             except asyncio.TimeoutError:
@@ -361,7 +368,9 @@ class Runs:
                 status = await proc.wait()
             output.finish()
             state, exit_code, sig = _classify(status.exit_code, status.signal)
-            if active.kill_reason:
+            if active.kill_reason == "protocol_violation":
+                state, reason, error = "failed", "protocol_violation", active.violation
+            elif active.kill_reason:
                 state, reason = "killed", active.kill_reason
             elif state == "killed":
                 reason = "cpu_limit" if sig == signal.SIGXCPU else "signal"
@@ -373,6 +382,9 @@ class Runs:
             log.exception("run %s failed to start", run_id)
             state, reason, error = "failed", "start_failed", f"could not start the compartment: {exc}"
         finally:
+            if channel_task is not None:
+                channel_task.cancel()
+                await asyncio.gather(channel_task, return_exceptions=True)
             if active.output is not None:
                 active.output.close()
             for s in (parent_sock, child_sock):
@@ -383,7 +395,16 @@ class Runs:
             stack.close()
             shutil.rmtree(self.work / run_id, ignore_errors=True)
             self._active.pop(run_id, None)
+        try:
+            await self.daemon.certs.revoke_for_run(run_id)  # an ended run's certificate is void
+        except Exception:
+            log.exception("run %s: could not revoke its certificate", run_id)
         await self._finish(run_id, state=state, reason=reason, exit_code=exit_code, sig=sig, error=error)
+
+    def _violation(self, active: _ActiveRun, why: str) -> None:
+        """The compartment broke the channel protocol: end the run now."""
+        active.violation = why
+        self._kill_now(active, "protocol_violation")
 
     def _watch_info(self, active: _ActiveRun, fd: int) -> None:
         """bwrap's --info-fd JSON names the sandbox's init pid (for a graceful stop).

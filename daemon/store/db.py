@@ -75,6 +75,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_build ON runs(build_id);
     CREATE INDEX runs_state ON runs(state);
     """,
+    # 1 -> 2: run certificates (the CA's CRL is the published revocation list; this is the record).
+    """
+    CREATE TABLE certificates (
+        serial            TEXT PRIMARY KEY,
+        run_id            TEXT NOT NULL UNIQUE REFERENCES runs(run_id),
+        fingerprint       TEXT NOT NULL,
+        not_before        TEXT NOT NULL,
+        not_after         TEXT NOT NULL,
+        pem               TEXT NOT NULL,
+        document          TEXT NOT NULL,
+        created_at        TEXT NOT NULL,
+        revoked_at        TEXT,
+        revocation_reason TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
