@@ -9,7 +9,6 @@ artefact is hashed once and stored content-addressed with its ELF facts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
@@ -22,14 +21,15 @@ import msgspec
 
 from attestables import cheri
 from attestables.shared import protocol
-from attestables.shared.errors import Conflict, InvalidParams, NotFound, Unavailable
+from attestables.shared.errors import AttestablesError, Conflict, InvalidParams, NotFound, Unavailable
 
-from ..sandbox.argv import Limits, bwrap_compile_argv, confine
 from ..sandbox.process import SandboxProcess
 from ..timeutil import now_iso
 from .diagnostics import parse_diagnostics
 from .elf import read_elf_facts
 from .flags import validate_flags
+from .runtime_lib import LINK_NAME, RuntimeLibrary
+from .sandboxed import run_compile
 from .toolchains import Toolchain
 
 if TYPE_CHECKING:
@@ -38,29 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SRC, OUT, RUNTIME = "/src", "/out", "/runtime"
-_ExitStack = contextlib.AsyncExitStack
 ARTEFACT = "program"
 _json = msgspec.json.encode
-
-
-class LineSplitter:
-    """Turns pipe chunks into lines, with long lines cut rather than buffered forever."""
-
-    def __init__(self, max_line: int = 8192) -> None:
-        self._buf = b""
-        self._max = max_line
-
-    def feed(self, chunk: bytes) -> list[str]:
-        data = self._buf + chunk
-        *lines, self._buf = data.split(b"\n")
-        if len(self._buf) > self._max:
-            lines.append(self._buf[: self._max])
-            self._buf = b""
-        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
-
-    def flush(self) -> list[str]:
-        rest, self._buf = self._buf, b""
-        return [rest.decode("utf-8", "replace")] if rest else []
 
 
 def build_record(row: Any) -> dict[str, Any]:
@@ -103,6 +82,7 @@ class Builds:
         self.settings = daemon.settings
         self.work = daemon.work_dir / "builds"
         self._slots = asyncio.Semaphore(self.settings.build_concurrency)
+        self.runtime = RuntimeLibrary(daemon)
         self._active: dict[str, _ActiveBuild] = {}
 
     # -- API ------------------------------------------------------------------------------
@@ -128,6 +108,7 @@ class Builds:
         build_id = "b_" + secrets.token_hex(8)
         identity = tc.identity()
         identity["argv"] = self._compile_argv(tc, meta["name"], checked_flags)
+        identity["runtime_sources_sha256"] = self.runtime.source_digest
         await self.daemon.db.execute(
             """INSERT INTO builds (build_id, source_id, source_name, version, source_sha256, toolchain,
                                    flags, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)""",
@@ -181,6 +162,7 @@ class Builds:
         await self.daemon.db.execute(
             """UPDATE builds SET state = 'failed', error = 'interrupted: the daemon stopped during the build',
                       finished_at = ? WHERE state IN ('queued', 'running')""", (now_iso(),))
+        await asyncio.to_thread(self.runtime.stage)
 
     async def shutdown(self) -> None:
         for active in list(self._active.values()):
@@ -207,11 +189,10 @@ class Builds:
         return record
 
     def _compile_argv(self, tc: Toolchain, name: str, flags: list[str]) -> list[str]:
-        runtime_sources = [f"{RUNTIME}/src/{p.name}" for p in cheri.RUNTIME_SOURCES]
         return tc.compile_argv(
-            [f"{SRC}/{name}", *runtime_sources], f"{OUT}/{ARTEFACT}",
-            include_dirs=[SRC, f"{RUNTIME}/include"], flags=flags,
-            libs=[lib.removeprefix("-l") for lib in cheri.RUNTIME_LIBS])
+            [f"{SRC}/{name}"], f"{OUT}/{ARTEFACT}", include_dirs=[SRC, f"{RUNTIME}/include"], flags=flags,
+            lib_dirs=[self.runtime.lib_dir_in_sandbox(tc)],
+            libs=[LINK_NAME, *(lib.removeprefix("-l") for lib in cheri.RUNTIME_LIBS)])
 
     async def _stage(self, build_id: str, meta: dict[str, Any]) -> tuple[Path, Path]:
         base = self.work / build_id
@@ -239,7 +220,7 @@ class Builds:
         started = time.monotonic()
         result: dict[str, Any] = {"state": "failed", "exit_code": None, "error": None}
         try:
-            async with self._slots, _ExitStack() as stack:
+            async with self._slots:
                 if active.cancelled:
                     raise asyncio.CancelledError
                 await db.execute("UPDATE builds SET state = 'running', started_at = ? WHERE build_id = ?",
@@ -247,33 +228,15 @@ class Builds:
                 started = time.monotonic()
                 await self._publish_state(build_id)
                 src, out = await self._stage(build_id, meta)
-                argv = self._compile_argv(tc, meta["name"], flags)
-                sandbox = bwrap_compile_argv(
-                    argv, source_dir_host=str(src), output_dir_host=str(out),
-                    runtime_dir_host=str(cheri.RUNTIME_DIR))
-                limits = Limits(cpu_s=self.settings.build_timeout_s, memory_mb=self.settings.build_memory_mb,
-                                wall_s=self.settings.build_timeout_s, output_kb=self.settings.build_log_max_kb,
-                                nproc=64, tmp_mb=256)
-                identity = stack.enter_context(self.daemon.host.identity())
-                full = confine(limits, identity) + sandbox
-                splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-
-                def on_output(stream: str, chunk: bytes) -> None:
-                    for line in splitters[stream].feed(chunk):
-                        log_buf.add(stream, line)
-
-                proc = await SandboxProcess.spawn(full, env=_compile_env(), on_output=on_output)
-                active.process = proc
-                try:
-                    status = await asyncio.wait_for(proc.wait(), self.settings.build_timeout_s)
-                except asyncio.TimeoutError:
-                    proc.signal(signal.SIGKILL)
-                    await proc.wait()
+                # The runtime library comes first (built once per toolchain); its own
+                # compile log goes to the daemon's log, not this build's.
+                await self.runtime.ensure(tc, on_line=lambda stream, line: log.info("runtime: %s", line))
+                status = await run_compile(
+                    self.daemon, self._compile_argv(tc, meta["name"], flags), src=src, out=out,
+                    runtime=self.runtime.dir, on_line=log_buf.add,
+                    on_spawn=lambda proc: setattr(active, "process", proc))
+                if status is None:
                     result["error"] = f"compile exceeded the {self.settings.build_timeout_s} s wall-time limit"
-                    status = None
-                for stream, splitter in splitters.items():
-                    for line in splitter.flush():
-                        log_buf.add(stream, line)
                 if active.cancelled:
                     raise asyncio.CancelledError
                 if status is not None:
@@ -290,6 +253,9 @@ class Builds:
                         result["error"] = f"compiler exited with status {result['exit_code']}"
         except asyncio.CancelledError:
             result.update(state="cancelled", error="cancelled")
+        except AttestablesError as exc:  # e.g. the runtime library could not be built
+            log.error("build %s failed: %s", build_id, exc.message)
+            result["error"] = exc.message
         except Exception as exc:  # a bug or host problem: the build fails, the daemon lives
             log.exception("build %s failed unexpectedly", build_id)
             result["error"] = f"internal error: {type(exc).__name__}"
@@ -332,8 +298,3 @@ class _LogBuffer:
         entry = {"stream": stream, "line": line, "ts": now_iso()}
         self.lines.append(entry)
         self._bus.publish(protocol.BUILDS_LOG, {"build_id": self._build_id, **entry}, build_id=self._build_id)
-
-
-def _compile_env() -> dict[str, str]:
-    # The compiler sees a fixed environment: nothing of the daemon's (tokens, paths) leaks.
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}

@@ -117,28 +117,11 @@ class Toolchain:
 
     # -- command lines ---------------------------------------------------------------
 
-    def compile_argv(
-        self,
-        sources: Sequence[str],
-        output: str,
-        *,
-        include_dirs: Sequence[str] = (),
-        flags: Sequence[str] = (),
-        libs: Sequence[str] = (),
-    ) -> list[str]:
-        """The exact argv compiling and linking ``sources`` into ``output``.
-
-        ``flags`` are validated again (:func:`validate_flags`); ``-O2`` is used when they
-        name no level. ``-D_FORTIFY_SOURCE=2`` is added unless the level is ``-O0`` (glibc
-        warns that fortification needs optimisation). Raises ``Unavailable`` for an
-        unavailable toolchain and ``InvalidParams`` for a path or library name that could
-        be read as an option.
-        """
+    def _front(self, flags: Sequence[str], include_dirs: Sequence[str]) -> list[str]:
+        """Compiler, target, base and user flags and include dirs: what every compile shares."""
         if not self.available or self.compiler is None:
             raise Unavailable(f"toolchain {self.name} is not available: {self.reason or 'no compiler'}",
                               toolchain=self.name)
-        if not sources:
-            raise InvalidParams("nothing to compile", field="sources")
         user_flags = validate_flags(list(flags))
         opt = optimisation_level(user_flags) or DEFAULT_OPT
         argv: list[str] = [self.compiler, *self.target_flags, *BASE_FLAGS]
@@ -152,12 +135,37 @@ class Toolchain:
         argv += [f for f in user_flags if f != opt]
         for d in include_dirs:
             argv += ["-I", _path_arg(d, "include_dirs")]
+        return argv
+
+    def compile_argv(
+        self,
+        sources: Sequence[str],
+        output: str,
+        *,
+        include_dirs: Sequence[str] = (),
+        flags: Sequence[str] = (),
+        lib_dirs: Sequence[str] = (),
+        libs: Sequence[str] = (),
+    ) -> list[str]:
+        """The exact argv compiling and linking ``sources`` into ``output``.
+
+        ``flags`` are validated again (:func:`validate_flags`); ``-O2`` is used when they
+        name no level. ``-D_FORTIFY_SOURCE=2`` is added unless the level is ``-O0`` (glibc
+        warns that fortification needs optimisation). Raises ``Unavailable`` for an
+        unavailable toolchain and ``InvalidParams`` for a path or library name that could
+        be read as an option.
+        """
+        if not sources:
+            raise InvalidParams("nothing to compile", field="sources")
+        argv = self._front(flags, include_dirs)
         argv += [_path_arg(s, "sources") for s in sources]
         argv += ["-o", _path_arg(output, "output")]
         if self.pie:
             argv.append("-pie")
         if self.c18n_interpreter:
             argv.append(f"-Wl,--dynamic-linker={self.c18n_interpreter}")
+        for d in lib_dirs:
+            argv.append("-L" + _path_arg(d, "lib_dirs"))
         if libs:
             # GNU ld and lld both honour --as-needed: unused libraries leave no DT_NEEDED.
             argv.append("-Wl,--as-needed")
@@ -166,6 +174,22 @@ class Toolchain:
                     raise InvalidParams(f"library name {lib!r} is not allowed", field="libs")
                 argv.append(f"-l{lib}")
         return argv
+
+    def object_argv(self, source: str, output: str, *, include_dirs: Sequence[str] = (),
+                    flags: Sequence[str] = ()) -> list[str]:
+        """The argv compiling one source into an object file (no link)."""
+        return [*self._front(flags, include_dirs), "-c", _path_arg(source, "sources"),
+                "-o", _path_arg(output, "output")]
+
+    def archive_argv(self, objects: Sequence[str], output: str) -> list[str]:
+        """The argv archiving ``objects`` into a static library (``ar rcs``; ``llvm-ar``
+        beside a clang that has one, as in a cheribuild SDK)."""
+        if self.compiler is None:
+            raise Unavailable(f"toolchain {self.name} is not available", toolchain=self.name)
+        sibling = os.path.join(os.path.dirname(self.compiler), "llvm-ar")
+        archiver = sibling if self.family == "clang" and os.access(sibling, os.X_OK) else (
+            shutil.which("ar") or "/usr/bin/ar")
+        return [archiver, "rcsD", _path_arg(output, "output"), *(_path_arg(o, "objects") for o in objects)]
 
     def sandbox_paths(self) -> tuple[str, ...]:
         """Host directories the compile sandbox must bind read-only (at the same path)
