@@ -102,7 +102,9 @@ class CompartmentChannel:
         if isinstance(message, wire.Hello):
             await self._hello(message)
         elif isinstance(message, wire.ErrorMessage):
-            log.info("run %s: compartment reports error %s: %s", self.run_id, message.code.name, message.message)
+            if message.request_id != 0:
+                raise ProtocolViolation("a compartment's ERROR must have request id 0", reason="bad_error")
+            log.info("run %s: compartment gives up: %s: %s", self.run_id, message.code.name, message.message)
         elif isinstance(message, wire.Request):
             if self.certificate is None:
                 raise ProtocolViolation(f"{frame.type.name} before the handshake", reason="out_of_order")
@@ -130,7 +132,7 @@ class CompartmentChannel:
                                                    evidence=evidence, limits=self.limits)
         except AttestablesError as exc:
             # E.g. an evidence object the document refuses: the compartment is told why.
-            await self._send(wire.ErrorMessage(0, wire.ErrorCode.ABORTED, exc.message[:wire.MAX_ERROR_MESSAGE]))
+            await self._send(wire.ErrorMessage(0, wire.ErrorCode.ABORTED, _clip(exc.message, wire.MAX_ERROR_MESSAGE)))
             raise ProtocolViolation(f"cannot certify this compartment: {exc.message}", reason="hello_refused") \
                 from None
         self.certificate = issued
@@ -138,6 +140,11 @@ class CompartmentChannel:
                                    serial=issued.serial))
         self.issue_ms = (time.perf_counter() - started) * 1000
         await self._send(wire.ServiceKeys(services=tuple(self.daemon.service_keys())))
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 def _parse_evidence(text: str) -> dict[str, Any]:
