@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SWNAME = "attestables-launcher"
 # Revocation reasons (RFC 5280 names) used by the daemon itself.
 RUN_ENDED = "cessation_of_operation"
 DAEMON_LOST = "cessation_of_operation"
@@ -60,8 +59,8 @@ def document_isolation(backend: str, limits: Limits) -> doc.Isolation:
     )
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(moment: datetime, timespec: str = "seconds") -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def certificate_record(row: Any, *, with_pem: bool = False) -> dict[str, Any]:
@@ -112,7 +111,8 @@ class Certificates:
         return doc.AttestationDocument.create(
             public_key=public_key,
             run=doc.Run(run_id=run["run_id"], build_id=build["build_id"], pid=run["pid"] or 0,
-                        started_at=_iso(datetime.fromisoformat(run["started_at"].replace("Z", "+00:00")))),
+                        started_at=_iso(datetime.fromisoformat(run["started_at"].replace("Z", "+00:00")),
+                                        "milliseconds")),
             measurements=[doc.Measurement(type="elf-sha256", digest=artefact["sha256"]),
                           doc.Measurement(type="source-sha256", digest=build["source_sha256"])],
             toolchain=doc.Toolchain(name=toolchain["name"], compiler=toolchain.get("compiler") or "unknown",
@@ -122,14 +122,14 @@ class Certificates:
             platform=self._platform,
             compartment=doc.Compartment(backend=run["backend"], isolation=document_isolation(run["backend"], limits),
                                         evidence=evidence),
-            swname=SWNAME,
-            swversion=__version__,
+            swname=build["source_name"].removesuffix(".c"),
+            swversion=str(build["version"]),
             launcher=doc.Launcher(version=__version__, issuing_ca_fingerprint=self.ca.issuing_fingerprint),
             ueid=self._ueid,
             hwmodel=self._hwmodel,
-            # The launcher attaches no debugger and offers no debug interface to a run;
-            # root on the board can still read its memory (docs/threat-model.md).
-            dbgstat="disabled",
+            # Honest: the launcher offers no debug interface, but root on the board can read
+            # a compartment's memory (docs/threat-model.md), so debugging is not disabled.
+            dbgstat="enabled",
         )
 
     async def issue(self, *, run: dict[str, Any], build: dict[str, Any], public_key: bytes,
@@ -210,7 +210,8 @@ class Certificates:
 
     async def list(self, limit: int, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id:
-            rows = await self.daemon.db.fetchall("SELECT * FROM certificates WHERE run_id = ?", (run_id,))
+            rows = await self.daemon.db.fetchall(
+                "SELECT * FROM certificates WHERE run_id = ? ORDER BY created_at DESC LIMIT ?", (run_id, limit))
         else:
             rows = await self.daemon.db.fetchall(
                 "SELECT * FROM certificates ORDER BY created_at DESC LIMIT ?", (limit,))

@@ -57,19 +57,24 @@ class Daemon:
         state = settings.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(state, 0o700)
+        # The CA first: a missing passphrase stops the start before anything is opened.
+        ca = await asyncio.to_thread(Certificates.open_ca, settings)
         work = prepare_work_dir(state, settings.work_dir)
         blobs = BlobStore(state / "blobs")
         swept = blobs.sweep_temp()
         if swept:
             log.info("removed %d temp files left by an interrupted write", swept)
-        db = await Database.open(state / "attestables.db")
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
         host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
-        ca = await asyncio.to_thread(Certificates.open_ca, settings)
-        daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work, ca)
-        await daemon.runs.recover()
-        await daemon.builds.recover()
-        await daemon.certs.recover()
+        db = await Database.open(state / "attestables.db")
+        try:
+            daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work, ca)
+            await daemon.runs.recover()
+            await daemon.builds.recover()
+            await daemon.certs.recover()
+        except BaseException:
+            await db.close()  # its thread would otherwise keep the process alive
+            raise
         return daemon
 
     async def close(self) -> None:

@@ -34,13 +34,22 @@ class PidFile:
         self._fd = -1
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip()
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.read(fd, 32).decode(errors="replace").strip()
+                os.close(fd)
+                raise RuntimeError(f"another daemon (pid {other or '?'}) is using {self.path.parent}") from None
+            # A daemon stopping unlinks the file before releasing its lock: if we locked
+            # that unlinked file, the lock guards nothing; open the current one again.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise RuntimeError(f"another daemon (pid {other or '?'}) is using {self.path.parent}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         os.fsync(fd)
@@ -64,7 +73,11 @@ def setup_logging(level: str) -> None:
 
 async def serve(settings: Settings) -> None:
     daemon = await Daemon.open(settings)
-    token = load_or_create_token(settings.state_dir)
+    try:
+        token = load_or_create_token(settings.state_dir)
+    except BaseException:
+        await daemon.close()
+        raise
     app = make_app(daemon, token)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()

@@ -192,3 +192,36 @@ async def test_revoke_by_api(client):
         await client.call("certs.revoke", {"serial": "abcdef", "reason": "key_compromise"})
     listed = await client.call("certs.list", {"run_id": run["run_id"]})
     assert [c["serial"] for c in listed["certificates"]] == [serial]
+
+
+async def test_a_passphrase_protected_ca(tmp_path):
+    from attestables.shared.local_daemon import LocalDaemon
+    from attestables.shared.client import Client
+
+    secret = tmp_path / "ca-passphrase"
+    secret.write_text("correct horse battery staple\n")
+    secret.chmod(0o600)
+    daemon = LocalDaemon(tmp_path / "state", config={"ca_passphrase_file": str(secret)})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            fingerprints = (await client.call("ca.info"))["fingerprints"]
+    finally:
+        await daemon.stop()
+    key = (tmp_path / "state" / "ca" / "issuing.key").read_bytes()
+    assert b"ENCRYPTED PRIVATE KEY" in key
+    # Without the passphrase the daemon refuses to start, saying why.
+    log = tmp_path / "nopass.log"
+    with open(log, "wb") as fh:
+        bare = LocalDaemon(tmp_path / "state", log=fh)
+        with pytest.raises(RuntimeError, match="exited"):
+            await bare.start(timeout=15)
+    assert "passphrase" in log.read_text().lower() and "Traceback" not in log.read_text()
+    # With it, the same CA comes back.
+    daemon = LocalDaemon(tmp_path / "state", config={"ca_passphrase_file": str(secret)})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            assert (await client.call("ca.info"))["fingerprints"] == fingerprints
+    finally:
+        await daemon.stop()

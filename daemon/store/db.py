@@ -109,13 +109,17 @@ class Database:
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         db = cls(conn)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across process crashes in WAL mode; FULL adds power-loss
-        # durability of the last transaction, worth it for the launcher's records.
-        await conn.execute("PRAGMA synchronous=FULL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        await db._migrate()
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across process crashes in WAL mode; FULL adds power-loss
+            # durability of the last transaction, worth it for the launcher's records.
+            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
         return db
 
     async def _migrate(self) -> None:
