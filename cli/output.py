@@ -156,3 +156,39 @@ def diagnostic(entry: Mapping[str, Any]) -> str:
         if entry.get(key) is not None:
             place.append(str(entry[key]))
     return f"{':'.join(place)}: {entry.get('severity') or 'error'}: {entry.get('message', '')}"
+
+
+def write_output_file(path: str, data: bytes, out: Output) -> None:
+    """Write ``data`` to ``path`` (``-``: our stdout) and say so on stderr.
+
+    For public material only (certificates, CRLs, policies): the file gets the usual
+    mode (the umask decides), and an existing file is replaced.
+    """
+    from attestables.shared.errors import InvalidParams
+
+    if path == "-":
+        out.stdout.flush()
+        binary = getattr(out.stdout, "buffer", None)
+        if binary is None:
+            out.stdout.write(data.decode("utf-8", "replace"))
+        else:
+            binary.write(data)
+            binary.flush()
+        return
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise InvalidParams(f"cannot write {path}: {exc.strerror or exc}") from None
+    out.note(f"wrote {path}")
+
+
+def format_epoch(value: Any) -> str:
+    """POSIX seconds as local time, with the UTC time beside it (``iat``/``exp`` claims)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return cell(value)
+    try:
+        moment = datetime.fromtimestamp(value, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+    return f"{format_time(value)} ({moment.strftime('%Y-%m-%dT%H:%M:%SZ')}, {int(value)})"
