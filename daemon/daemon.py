@@ -18,6 +18,7 @@ from .builds.toolchains import Toolchain, detect_toolchains
 from .compartments.backends import Backend, detect_backends
 from .compartments.runs import Runs
 from .ca import CertificateAuthority
+from .broker.broker import Broker
 from .certs import Certificates
 from .config import Settings
 from .events import EventBus
@@ -50,6 +51,7 @@ class Daemon:
         self.builds = Builds(self)
         self.runs = Runs(self)
         self.certs = Certificates(self, ca)
+        self.broker = Broker(self)
         self.connections: set[Any] = set()
 
     @classmethod
@@ -72,6 +74,7 @@ class Daemon:
             await daemon.runs.recover()
             await daemon.builds.recover()
             await daemon.certs.recover()
+            await daemon.broker.registry.load()
         except BaseException:
             await db.close()  # its thread would otherwise keep the process alive
             raise
@@ -80,16 +83,13 @@ class Daemon:
     async def close(self) -> None:
         await self.runs.shutdown()
         await self.builds.shutdown()
+        await self.broker.close()
         await self.db.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def service_keys(self) -> list[ServiceKey]:
-        """The sealing keys sent to each compartment after CERT: one per registered service.
-
-        No service registry exists yet (the broker, issue #4), so the list is empty and
-        every READ/WRITE is answered UNKNOWN_SERVICE.
-        """
-        return []
+        """The sealing keys sent to each compartment after CERT: one per registered service."""
+        return self.broker.registry.keys()
 
     def hello(self) -> dict[str, Any]:
         return {"schema_version": protocol.SCHEMA_VERSION,

@@ -41,8 +41,10 @@ EVENTS_GAP = "events.gap"
 
 CERTS_ISSUED = "certs.issued"
 CERTS_REVOKED = "certs.revoked"
+TRACES_MESSAGE = "traces.message"
 
-TOPICS = frozenset({BUILDS_LOG, BUILDS_STATE, RUNS_OUTPUT, RUNS_STATE, CERTS_ISSUED, CERTS_REVOKED})
+TOPICS = frozenset({BUILDS_LOG, BUILDS_STATE, RUNS_OUTPUT, RUNS_STATE, CERTS_ISSUED, CERTS_REVOKED,
+                    TRACES_MESSAGE})
 
 BUILD_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 BUILD_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})

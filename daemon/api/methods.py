@@ -172,6 +172,7 @@ async def runs_stop(ctx: CallContext, p: RunIdParams) -> dict[str, Any]:
 class EventFilter(Params):
     build_id: Id | None = None
     run_id: Id | None = None
+    service_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class SubscribeParams(Params):
@@ -256,3 +257,52 @@ async def attestation_get(ctx: CallContext, p: RunIdParams) -> dict[str, Any]:
     """A run's attestation document (as certified) with its certificate's serial."""
     cert = await ctx.daemon.certs.get(serial=None, run_id=p.run_id)
     return {"run_id": p.run_id, "serial": cert["serial"], "revoked": cert["revoked"], "document": cert["document"]}
+
+
+# -- services and traces (the broker) ---------------------------------------------------
+
+ServiceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class ServiceRegisterParams(Params):
+    service_id: ServiceId
+    url: Annotated[str, msgspec.Meta(max_length=2048)]
+    tls_ca_pem: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
+    tls_fingerprint: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+class ServiceIdParams(Params):
+    service_id: ServiceId
+
+
+class TracesListParams(Params):
+    run_id: Id | None = None
+    service_id: ServiceId | None = None
+    since: Seq | None = None
+    limit: Limit = 200
+
+
+@method("services.register", ServiceRegisterParams)
+async def services_register(ctx: CallContext, p: ServiceRegisterParams) -> dict[str, Any]:
+    """Register (or update) a service: its sealing key is fetched over the pinned TLS."""
+    return await ctx.daemon.broker.registry.register(p.service_id, p.url, p.tls_ca_pem, p.tls_fingerprint)
+
+
+@method("services.list")
+async def services_list(ctx: CallContext, _: Any) -> dict[str, Any]:
+    """Registered services with their keys and endpoints."""
+    return {"services": [s.to_dict() for s in ctx.daemon.broker.registry.all()]}
+
+
+@method("services.remove", ServiceIdParams)
+async def services_remove(ctx: CallContext, p: ServiceIdParams) -> dict[str, Any]:
+    """Forget a service (runs already started keep the key they were given)."""
+    await ctx.daemon.broker.registry.remove(p.service_id)
+    return {"service_id": p.service_id, "removed": True}
+
+
+@method("traces.list", TracesListParams)
+async def traces_list(ctx: CallContext, p: TracesListParams) -> dict[str, Any]:
+    """Trace rows (oldest first) after ``since`` (a trace id), optionally for one run or service."""
+    rows = await ctx.daemon.broker.traces(run_id=p.run_id, service_id=p.service_id, since=p.since, limit=p.limit)
+    return {"traces": rows, "next": rows[-1]["id"] if rows else p.since}

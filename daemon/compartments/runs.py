@@ -14,6 +14,7 @@ import asyncio
 import codecs
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -359,7 +360,8 @@ class Runs:
                 info_r = -1
             channel = CompartmentChannel(
                 self.daemon, parent_sock, run_id=run_id, build=build, limits=sandbox_limits(limits, self.settings),
-                on_violation=lambda why: self._violation(active, why))
+                on_violation=lambda why: self._violation(active, why),
+                requests=functools.partial(self.daemon.broker.handle, run_id))
             channel_task = asyncio.create_task(channel.serve(), name=f"channel {run_id}")
             try:
                 status = await asyncio.wait_for(proc.wait(), limits.wall_s)

@@ -90,6 +90,37 @@ MIGRATIONS: list[str] = [
         revocation_reason TEXT
     );
     """,
+    # 2 -> 3: the broker: registered services and the trace of every message crossing.
+    """
+    CREATE TABLE services (
+        service_id      TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
+        tls_ca_pem      TEXT,
+        tls_fingerprint TEXT,
+        public_key      TEXT NOT NULL,
+        endpoints       TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE TABLE traces (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts              TEXT NOT NULL,
+        run_id          TEXT NOT NULL,
+        service_id      TEXT NOT NULL,
+        op              TEXT NOT NULL,
+        request_id      INTEGER NOT NULL,
+        bytes_in        INTEGER NOT NULL,
+        bytes_out       INTEGER NOT NULL,
+        sha256_in       TEXT NOT NULL,
+        sha256_out      TEXT,
+        latency_ms      REAL NOT NULL,
+        http_status     INTEGER,
+        outcome         TEXT NOT NULL,
+        verification    TEXT NOT NULL
+    );
+    CREATE INDEX traces_run ON traces(run_id, id);
+    CREATE INDEX traces_service ON traces(service_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -143,6 +174,14 @@ class Database:
             count = cursor.rowcount
             await cursor.close()
             return count
+
+    async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one INSERT in its own transaction; returns the new row's id."""
+        async with self._write_lock:
+            cursor = await self.conn.execute(sql, tuple(params))
+            row_id = cursor.lastrowid
+            await cursor.close()
+            return int(row_id or 0)
 
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run several statements atomically."""

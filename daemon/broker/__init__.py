@@ -1,0 +1,1 @@
+"""The broker: registered services and the attested requests carried to them."""
