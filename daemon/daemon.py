@@ -6,6 +6,7 @@ import asyncio
 import collections
 import logging
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from .store.db import SCHEMA_VERSION as DB_SCHEMA_VERSION, Database
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_S = 3600.0
+
 
 class Daemon:
     """Owns the store, the event bus and the managers; created by ``open``, ended by ``close``."""
@@ -53,6 +56,22 @@ class Daemon:
         self.certs = Certificates(self, ca)
         self.broker = Broker(self)
         self.connections: set[Any] = set()
+        # Names this daemon process: event seq numbers restart with it, so a client that
+        # resumes with ``since`` compares boot ids first.
+        self.boot_id = secrets.token_hex(8)
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    def start_housekeeping(self) -> None:
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+
+    async def _housekeep(self) -> None:
+        """Periodic upkeep: re-sign the CRL well before its nextUpdate."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                await asyncio.to_thread(self.certs.ca.refresh_crl)
+            except Exception:
+                log.exception("could not refresh the CRL")
 
     @classmethod
     async def open(cls, settings: Settings) -> "Daemon":
@@ -81,6 +100,8 @@ class Daemon:
         return daemon
 
     async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         await self.runs.shutdown()
         await self.builds.shutdown()
         await self.broker.close()
@@ -94,7 +115,7 @@ class Daemon:
     def hello(self) -> dict[str, Any]:
         return {"schema_version": protocol.SCHEMA_VERSION,
                 "min_supported_schema_version": protocol.MIN_SUPPORTED_SCHEMA_VERSION,
-                "server_version": __version__}
+                "server_version": __version__, "boot_id": self.boot_id}
 
     def info(self) -> dict[str, Any]:
         limits = self.settings.default_limits

@@ -73,6 +73,7 @@ def setup_logging(level: str) -> None:
 
 async def serve(settings: Settings) -> None:
     daemon = await Daemon.open(settings)
+    daemon.start_housekeeping()
     try:
         token = load_or_create_token(settings.state_dir)
     except BaseException:

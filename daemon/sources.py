@@ -119,10 +119,13 @@ class Sources:
                  AND v.version = (SELECT max(version) FROM source_versions WHERE source_id = s.source_id)""")
         return [{"name": r["name"], "sha256": r["sha256"]} for r in rows]
 
-    async def delete(self, source_id: str, active_run: bool) -> None:
-        """Remove a source and its versions; blobs no longer named anywhere are erased."""
-        if active_run:
-            raise Conflict(f"source {source_id} has an active run; stop it first", source_id=source_id)
+    async def delete(self, source_id: str, active: str | None) -> None:
+        """Remove a source and its versions; blobs no longer named anywhere are erased.
+
+        ``active`` names what still uses it (a running build or run), which refuses the delete.
+        """
+        if active:
+            raise Conflict(f"source {source_id} has {active}; wait for it or stop it first", source_id=source_id)
         async with self.blobs.lock:
             rows = await self.db.fetchall("SELECT sha256 FROM source_versions WHERE source_id = ?", (source_id,))
             if not rows and await self.db.fetchone("SELECT 1 FROM sources WHERE source_id = ?", (source_id,)) is None:

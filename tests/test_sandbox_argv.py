@@ -67,7 +67,7 @@ def test_limits_validation() -> None:
 
 def test_prlimit_argv() -> None:
     assert prlimit_argv(LIMITS) == [
-        "/usr/bin/prlimit", "--cpu=5:5", "--as=268435456:268435456", "--nofile=256:256", "--nproc=64:64",
+        "/usr/bin/prlimit", "--cpu=5:6", "--as=268435456:268435456", "--nofile=256:256", "--nproc=64:64",
         "--core=0:0", "--fsize=67108864:67108864", "--",
     ]
 

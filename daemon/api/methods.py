@@ -66,7 +66,9 @@ async def sources_get(ctx: CallContext, p: SourceParams) -> dict[str, Any]:
 async def sources_delete(ctx: CallContext, p: SourceIdParams) -> dict[str, Any]:
     """Delete a source and all its versions (refused while one of its builds runs)."""
     daemon = ctx.daemon
-    await daemon.sources.delete(p.source_id, active_run=daemon.runs.active_for_source(p.source_id))
+    active = ("an active run" if daemon.runs.active_for_source(p.source_id)
+              else "a build in progress" if daemon.builds.active_for_source(p.source_id) else None)
+    await daemon.sources.delete(p.source_id, active)
     return {"source_id": p.source_id, "deleted": True}
 
 
@@ -197,7 +199,7 @@ async def events_subscribe(ctx: CallContext, p: SubscribeParams) -> dict[str, An
     flt = {k: v for k, v in msgspec.structs.asdict(p.filter).items() if v is not None} if p.filter else {}
     # No await between registering and replaying: nothing published in between is lost.
     sub_id = ctx.daemon.bus.subscribe(ctx.connection, frozenset(p.topics), flt, p.since, owner=ctx.connection)
-    return {"subscription": sub_id, "seq": ctx.daemon.bus.seq}
+    return {"subscription": sub_id, "seq": ctx.daemon.bus.seq, "boot_id": ctx.daemon.boot_id}
 
 
 @method("events.unsubscribe", UnsubscribeParams)

@@ -20,7 +20,7 @@ import aiohttp
 
 from attestables.shared import eai
 from attestables.shared.channel import KEY_LEN, ServiceKey, is_service_id
-from attestables.shared.errors import Conflict, InvalidParams, NotFound, Unavailable
+from attestables.shared.errors import InvalidParams, LimitExceeded, NotFound, Unavailable
 
 from ..timeutil import now_iso
 
@@ -117,7 +117,7 @@ class ServiceRegistry:
                                     field="tls_fingerprint")
         base = validate_url(url)
         if len(self._services) >= 64 and service_id not in self._services:
-            raise Conflict("64 services are registered; remove one first")
+            raise LimitExceeded("64 services are registered; remove one first")
         public_key, endpoints = await self._fetch_key(base, tls_pin(tls_ca_pem, tls_fingerprint), service_id)
         now = now_iso()
         existing = self._services.get(service_id)
@@ -155,7 +155,7 @@ class ServiceRegistry:
             raise InvalidParams(f"the service's TLS certificate is not trusted by tls_ca_pem: {exc.certificate_error}",
                                 field="tls_ca_pem") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Unavailable(f"cannot reach {base}: {exc or type(exc).__name__}", service_id=service_id) from None
+            raise Unavailable(f"cannot reach {base}: {type(exc).__name__}", service_id=service_id) from None
         except ValueError:
             raise Unavailable(f"{base}{eai.PUBLIC_KEY_PATH} did not answer JSON") from None
         try:

@@ -69,8 +69,9 @@ def build_record(row: Any) -> dict[str, Any]:
 
 
 class _ActiveBuild:
-    def __init__(self, build_id: str) -> None:
+    def __init__(self, build_id: str, source_id: str) -> None:
         self.build_id = build_id
+        self.source_id = source_id
         self.process: SandboxProcess | None = None
         self.cancelled = False
         self.task: asyncio.Task[None] | None = None
@@ -86,6 +87,9 @@ class Builds:
         self._active: dict[str, _ActiveBuild] = {}
 
     # -- API ------------------------------------------------------------------------------
+
+    def active_for_source(self, source_id: str) -> bool:
+        return any(a.source_id == source_id for a in self._active.values())
 
     def toolchain(self, name: str | None) -> Toolchain:
         toolchains = self.daemon.toolchains
@@ -114,7 +118,7 @@ class Builds:
                                    flags, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)""",
             (build_id, source_id, meta["name"], meta["version"], meta["sha256"], _json(identity).decode(),
              _json(checked_flags).decode(), now_iso()))
-        active = _ActiveBuild(build_id)
+        active = _ActiveBuild(build_id, source_id)
         self._active[build_id] = active
         await self._publish_state(build_id)
         active.task = asyncio.create_task(self._run(active, tc, meta, checked_flags), name=f"build {build_id}")

@@ -103,7 +103,8 @@ def prlimit_argv(limits: Limits, *, prlimit: str = PRLIMIT) -> list[str]:
 
     return [
         prlimit,
-        f"--cpu={both(limits.cpu_s)}",  # SIGKILL after this much CPU time
+        # SIGXCPU at the soft limit (so a run killed for CPU says so), SIGKILL a second later.
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
         f"--as={both(limits.memory_mb * MIB)}",  # malloc/mmap fail beyond this
         f"--nofile={both(limits.nofile)}",
         f"--nproc={both(limits.nproc)}",  # stops fork bombs (for a non-root uid)

@@ -64,9 +64,15 @@ class BlobStore:
 
     def _put_sync(self, data: bytes, digest: str, mode: int) -> None:
         path = self.path(digest)
-        if path.is_file() and path.stat().st_size == len(data):
-            return  # same content already stored; content addressing makes this safe
+        try:
+            if sha256_hex(path.read_bytes()) == digest:
+                return  # the same content is already stored, intact
+        except FileNotFoundError:
+            pass
+        # Absent, or changed on disk since it was stored: (re)write it whole.
         path.parent.mkdir(mode=0o700, exist_ok=True)
+        if path.exists():
+            path.chmod(0o600)  # a read-only tampered file must still be replaceable
         atomic_write(path, data, mode)
 
     async def put(self, data: bytes, *, mode: int = 0o400) -> str:
