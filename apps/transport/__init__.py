@@ -1,0 +1,5 @@
+"""The taxi company: books a trip for a sale, at most once per sale."""
+
+from .handlers import SERVICE
+
+__all__ = ["SERVICE"]
