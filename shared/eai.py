@@ -17,7 +17,8 @@ the certificate's X25519 key with ``info = build_info(RESPONSE, …same…)``, p
   service's policy (reasons say why);
 - 409 ``replay``: the nonce was seen within the replay window;
 - 400 ``bad_request``: malformed JSON, fields, sizes or a sealed payload that does not open;
-- 413 ``too_large``: the body exceeds the limit.
+- 413 ``too_large``: the body exceeds the limit;
+- 408 ``timeout``, 503 ``busy``, 500 ``internal``: the service could not take the request.
 
 Neither the broker nor the launcher ever sees the plaintexts below: they are the JSON
 documents inside the sealed payloads, read and written only by the integration process
@@ -62,7 +63,8 @@ REPLAY_WINDOW_S = 600
 #                              answer {"message_id", "reply": null | "accepted" | "declined", "replied_at"}
 
 # Status of an attested answer, as the broker reports it to the compartment and the trace.
-STATUS_CODES = {200: "ok", 400: "bad_request", 403: "contraindicated", 409: "replay", 413: "too_large"}
+STATUS_CODES = {200: "ok", 400: "bad_request", 403: "contraindicated", 408: "timeout", 409: "replay",
+                413: "too_large", 500: "internal", 503: "busy"}
 
 
 def b64url(data: bytes) -> str:

@@ -318,3 +318,10 @@ def test_float_in_evidence_is_canonicalised_and_nan_refused():
     )
     with pytest.raises(DocumentInvalid):
         nan_doc.to_canonical_json()
+
+
+def test_a_document_that_is_not_utf8_is_refused_not_raised():
+    from attestables.shared.attestation.document import DocumentError, parse_document
+
+    with pytest.raises(DocumentError):
+        parse_document(b'{"eat_nonce": "\xff\xfe"}')

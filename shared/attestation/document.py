@@ -282,7 +282,7 @@ def parse_document(data: bytes) -> AttestationDocument:
         raise DocumentInvalid(f"attestation document larger than {MAX_DOCUMENT_SIZE} bytes")
     try:
         raw = _json_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DocumentInvalid(f"attestation document is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DocumentInvalid("attestation document is not a JSON object")
