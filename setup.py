@@ -20,7 +20,7 @@ setup(
     packages=packages,
     package_dir=package_dir,
     package_data={
-        "attestables.cheri": ["runtime/include/*.h", "runtime/src/*.c", "runtime/src/*.h", "examples/*.c",
+        "attestables.cheri": ["*.c", "runtime/include/*.h", "runtime/src/*.c", "runtime/src/*.h", "examples/*.c",
                               "tests/*.c", "tests/*.h"],
         "attestables.tui": ["*.tcss"],
         "attestables.daemon": ["systemd/*", "rc.d/*"],
