@@ -10,7 +10,7 @@ gap between the snapshot and the live stream.
 from __future__ import annotations
 
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
@@ -26,6 +26,7 @@ class Event:
     size: int  # approximate bytes held, for the ring's byte budget
 
 
+MAX_TRACKED_KEYS = 65_536
 EVENT_OVERHEAD = 256  # bytes an event costs beyond its payload text, roughly
 
 
@@ -65,6 +66,13 @@ class EventBus:
         self._ring_size = ring_size
         self._ring_bytes = ring_bytes
         self._held = 0
+        # What the ring has forgotten, per key value (run/build/service id): the newest
+        # evicted seq. A filtered ``since`` replay reports a gap only if events of *its*
+        # run or build were evicted, not anybody's. Bounded: when an entry is dropped,
+        # ``_untracked`` remembers up to where replays must assume the worst.
+        self._evicted_any = 0
+        self._evicted: OrderedDict[str, int] = OrderedDict()
+        self._untracked = 0
         self._seq = 0
         self._subs: dict[str, Subscription] = {}
         self._ids = itertools.count(1)
@@ -83,7 +91,7 @@ class EventBus:
         ring.append(event)
         self._held += event.size
         while len(ring) > self._ring_size or (self._held > self._ring_bytes and len(ring) > 1):
-            self._held -= ring.popleft().size
+            self._evict(ring.popleft())
         self.published += 1
         for sub in self._subs.values():
             if sub.matches(event):
@@ -91,6 +99,24 @@ class EventBus:
         for listener in self.listeners:
             listener(event)
         return event.seq
+
+    def _evict(self, event: Event) -> None:
+        self._held -= event.size
+        self._evicted_any = event.seq
+        for value in event.keys.values():
+            self._evicted[value] = event.seq
+            self._evicted.move_to_end(value)
+        while len(self._evicted) > MAX_TRACKED_KEYS:
+            _, seq = self._evicted.popitem(last=False)
+            self._untracked = max(self._untracked, seq)
+
+    def _lost_after(self, since: int, filter: Mapping[str, str]) -> bool:
+        """Whether the ring evicted an event after ``since`` that ``filter`` could match."""
+        if since >= self._evicted_any:
+            return False
+        if not filter:
+            return True
+        return self._untracked > since or any(self._evicted.get(v, 0) > since for v in filter.values())
 
     def subscribe(
         self,
@@ -108,7 +134,9 @@ class EventBus:
         sub = Subscription(f"sub-{next(self._ids)}", topics, dict(filter or {}), sink, owner)
         if since is not None and since < self._seq:
             oldest = self._ring[0].seq if self._ring else self._seq + 1
-            if since + 1 < oldest:
+            if self._lost_after(since, sub.filter):
+                # ``dropped`` counts every event the ring lost in that span: an upper bound
+                # for a filtered subscription.
                 missed = oldest - since - 1
                 sink.offer(sub.id, EVENTS_GAP, since + 1, {"dropped": missed, "from_seq": since + 1,
                                                            "to_seq": oldest - 1, "reason": "ring"})

@@ -62,3 +62,16 @@ def test_unsubscribe_only_by_owner():
     assert not bus.unsubscribe(sub, owner=other)
     assert bus.unsubscribe(sub, owner=owner)
     assert bus.subscriber_count() == 0
+
+
+def test_a_filtered_replay_reports_a_gap_only_for_its_own_lost_events():
+    bus = EventBus(4)
+    for i in range(10):  # another run's flood pushes everything older out of the ring
+        bus.publish("runs.output", {"data": str(i)}, run_id="busy")
+    mine = bus.publish("runs.state", {"state": "running"}, run_id="mine")
+    sink = Sink()
+    bus.subscribe(sink, frozenset({"runs.state", "runs.output"}), {"run_id": "mine"}, since=0)
+    assert [g[1] for g in sink.got] == ["runs.state"] and sink.got[0][2] == mine
+    busy = Sink()
+    bus.subscribe(busy, frozenset({"runs.output"}), {"run_id": "busy"}, since=0)
+    assert busy.got[0][1] == "events.gap"  # its own events were lost: it is told

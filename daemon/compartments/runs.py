@@ -146,7 +146,8 @@ class _Output:
 
 
 class _ActiveRun:
-    def __init__(self, run_id: str, build_id: str, source_id: str) -> None:
+    def __init__(self, run_id: str, build_id: str, source_id: str, record: dict[str, Any]) -> None:
+        self.record = record
         self.run_id = run_id
         self.build_id = build_id
         self.source_id = source_id
@@ -184,11 +185,14 @@ class Runs:
         if len(self._active) >= self.settings.max_runs:
             raise LimitExceeded(f"{len(self._active)} runs active; the limit is {self.settings.max_runs}")
         run_id = "r_" + secrets.token_hex(8)
+        record = {"run_id": run_id, "build_id": build_id, "backend": backend.name, "args": args,
+                  "limits": resolved.to_dict(), "state": "pending", "pid": None, "exit_code": None, "signal": None,
+                  "reason": None, "error": None, "created_at": now_iso(), "started_at": None, "finished_at": None}
         await self.daemon.db.execute(
             """INSERT INTO runs (run_id, build_id, backend, args, limits, state, created_at)
                VALUES (?, ?, ?, ?, ?, 'pending', ?)""",
-            (run_id, build_id, backend.name, json.dumps(args), json.dumps(resolved.to_dict()), now_iso()))
-        active = _ActiveRun(run_id, build_id, build["source_id"])
+            (run_id, build_id, backend.name, json.dumps(args), json.dumps(record["limits"]), record["created_at"]))
+        active = _ActiveRun(run_id, build_id, build["source_id"], record)
         self._active[run_id] = active
         try:
             program = self._verified_artefact(build["artefact"]["sha256"])
@@ -197,12 +201,15 @@ class Runs:
             await self._finish(run_id, state="failed", reason="tampered", error=exc.message)
             exc.data["run_id"] = run_id
             raise
-        await self._publish_state(run_id)
+        self._publish(active)
         active.task = asyncio.create_task(self._run(active, build, backend, program, args, resolved),
                                           name=f"run {run_id}")
         return {"run_id": run_id}
 
     async def get(self, run_id: str) -> dict[str, Any]:
+        active = self._active.get(run_id)
+        if active is not None:
+            return dict(active.record)  # the live record: no database round trip
         row = await self.daemon.db.fetchone("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if row is None:
             raise NotFound(f"no run {run_id}", run_id=run_id)
@@ -308,6 +315,13 @@ class Runs:
         path.chmod(0o555)
         return fd, str(path)
 
+    def _publish(self, active: _ActiveRun, **changes: Any) -> None:
+        """Apply ``changes`` to the live record and publish it (the database is written by
+        the caller where the change must survive a crash)."""
+        active.record.update(changes)
+        record = dict(active.record)
+        self.daemon.bus.publish(protocol.RUNS_STATE, record, run_id=active.run_id, build_id=active.build_id)
+
     async def _publish_state(self, run_id: str) -> dict[str, Any]:
         record = await self.get(run_id)
         self.daemon.bus.publish(protocol.RUNS_STATE, record, run_id=run_id, build_id=record["build_id"])
@@ -333,8 +347,8 @@ class Runs:
         stack = contextlib.ExitStack()
         try:
             run_as = stack.enter_context(self.daemon.host.identity())
-            await db.execute("UPDATE runs SET state = 'starting' WHERE run_id = ?", (run_id,))
-            await self._publish_state(run_id)
+            # Not written to the database: recovery treats pending and starting alike.
+            self._publish(active, state="starting")
             output = _Output(run_id, self.outputs / f"{run_id}.out", limits.output_kb * 1024, self.daemon,
                              on_cap=lambda: self._kill_now(active, "output_limit"))
             active.output = output
@@ -352,9 +366,10 @@ class Runs:
             os.close(info_w)
             info_w = -1
             active.channel = parent_sock
+            started_at = now_iso()
             await db.execute("UPDATE runs SET state = 'running', pid = ?, started_at = ? WHERE run_id = ?",
-                             (proc.pid, now_iso(), run_id))
-            await self._publish_state(run_id)
+                             (proc.pid, started_at, run_id))
+            self._publish(active, state="running", pid=proc.pid, started_at=started_at)
             if backend.name == "bwrap":
                 self._watch_info(active, info_r)
                 info_r = -1
@@ -396,12 +411,19 @@ class Runs:
                     os.close(fd)
             stack.close()
             shutil.rmtree(self.work / run_id, ignore_errors=True)
-            self._active.pop(run_id, None)
         try:
             await self.daemon.certs.revoke_for_run(run_id)  # an ended run's certificate is void
         except Exception:
             log.exception("run %s: could not revoke its certificate", run_id)
-        await self._finish(run_id, state=state, reason=reason, exit_code=exit_code, sig=sig, error=error)
+        finished_at = now_iso()
+        await self.daemon.db.execute(
+            """UPDATE runs SET state = ?, reason = ?, exit_code = ?, signal = ?, error = ?, finished_at = ?
+               WHERE run_id = ?""", (state, reason, exit_code, sig, error, finished_at, run_id))
+        # Leaves the active set only once the database says how it ended, so a reader never
+        # sees a finished run as still running.
+        self._active.pop(run_id, None)
+        self._publish(active, state=state, reason=reason, exit_code=exit_code, signal=sig, error=error,
+                      finished_at=finished_at)
 
     def _violation(self, active: _ActiveRun, why: str) -> None:
         """The compartment broke the channel protocol: end the run now."""

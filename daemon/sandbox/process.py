@@ -11,6 +11,7 @@ whatever the child prints.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 from dataclasses import dataclass
@@ -71,6 +72,26 @@ class SandboxProcess:
         (parent fd, child fd) pairs. Every other descriptor of the daemon is close-on-exec.
         """
         loop = asyncio.get_running_loop()
+        # The dup2 actions run in order: a source descriptor numbered 3-9 could be the
+        # target of an earlier action and be clobbered before it is copied. Every source
+        # is first moved to 10 or above.
+        moved: list[int] = []
+
+        def high(fd: int) -> int:
+            if fd >= 10:
+                return fd
+            copy = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+            moved.append(copy)
+            return copy
+
+        try:
+            if fd3 is not None:
+                fd3 = high(fd3)
+            extra_fds = [(high(parent), child) for parent, child in extra_fds]
+        except OSError:
+            for fd in moved:
+                os.close(fd)
+            raise
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -86,9 +107,8 @@ class SandboxProcess:
         try:
             pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions, setsid=True)
         finally:
-            os.close(out_w)
-            os.close(err_w)
-            os.close(devnull)
+            for fd in (out_w, err_w, devnull, *moved):
+                os.close(fd)
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
