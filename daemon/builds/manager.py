@@ -69,7 +69,8 @@ def build_record(row: Any) -> dict[str, Any]:
 
 
 class _ActiveBuild:
-    def __init__(self, build_id: str, source_id: str) -> None:
+    def __init__(self, build_id: str, source_id: str, record: dict[str, Any]) -> None:
+        self.record = record
         self.build_id = build_id
         self.source_id = source_id
         self.process: SandboxProcess | None = None
@@ -113,18 +114,25 @@ class Builds:
         identity = tc.identity()
         identity["argv"] = self._compile_argv(tc, meta["name"], checked_flags)
         identity["runtime_sources_sha256"] = self.runtime.source_digest
+        record = {"build_id": build_id, "source_id": source_id, "source_name": meta["name"],
+                  "version": meta["version"], "source_sha256": meta["sha256"], "state": "queued", "exit_code": None,
+                  "error": None, "duration_s": None, "diagnostics": [], "artefact": None, "toolchain": identity,
+                  "flags": checked_flags, "created_at": now_iso(), "started_at": None, "finished_at": None}
         await self.daemon.db.execute(
             """INSERT INTO builds (build_id, source_id, source_name, version, source_sha256, toolchain,
                                    flags, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)""",
             (build_id, source_id, meta["name"], meta["version"], meta["sha256"], _json(identity).decode(),
-             _json(checked_flags).decode(), now_iso()))
-        active = _ActiveBuild(build_id, source_id)
+             _json(checked_flags).decode(), record["created_at"]))
+        active = _ActiveBuild(build_id, source_id, record)
         self._active[build_id] = active
-        await self._publish_state(build_id)
+        self._publish(active)
         active.task = asyncio.create_task(self._run(active, tc, meta, checked_flags), name=f"build {build_id}")
         return {"build_id": build_id}
 
     async def get(self, build_id: str) -> dict[str, Any]:
+        active = self._active.get(build_id)
+        if active is not None:
+            return dict(active.record)  # the live record: no database round trip
         return build_record(await self._row(build_id))
 
     async def list(self, limit: int = 200) -> list[dict[str, Any]]:
@@ -187,10 +195,10 @@ class Builds:
             raise NotFound(f"no build {build_id}", build_id=build_id)
         return row
 
-    async def _publish_state(self, build_id: str) -> dict[str, Any]:
-        record = await self.get(build_id)
-        self.daemon.bus.publish(protocol.BUILDS_STATE, record, build_id=build_id)
-        return record
+    def _publish(self, active: _ActiveBuild, **changes: Any) -> None:
+        """Apply ``changes`` to the live record and publish it."""
+        active.record.update(changes)
+        self.daemon.bus.publish(protocol.BUILDS_STATE, dict(active.record), build_id=active.build_id)
 
     def _compile_argv(self, tc: Toolchain, name: str, flags: list[str]) -> list[str]:
         return tc.compile_argv(
@@ -227,10 +235,11 @@ class Builds:
             async with self._slots:
                 if active.cancelled:
                     raise asyncio.CancelledError
+                started_at = now_iso()
                 await db.execute("UPDATE builds SET state = 'running', started_at = ? WHERE build_id = ?",
-                                 (now_iso(), build_id))
+                                 (started_at, build_id))
                 started = time.monotonic()
-                await self._publish_state(build_id)
+                self._publish(active, state="running", started_at=started_at)
                 src, out = await self._stage(build_id, meta)
                 # The runtime library comes first (built once per toolchain); its own
                 # compile log goes to the daemon's log, not this build's.
@@ -263,21 +272,26 @@ class Builds:
         except Exception as exc:  # a bug or host problem: the build fails, the daemon lives
             log.exception("build %s failed unexpectedly", build_id)
             result["error"] = f"internal error: {type(exc).__name__}"
-        finally:
-            shutil.rmtree(self.work / build_id, ignore_errors=True)
         source_map = {f"{SRC}/{meta['name']}": meta["name"]}
         diagnostics = [d.to_dict() for d in parse_diagnostics((l["line"] for l in log_buf.lines),
                                                                source_map=source_map)]
+        finished_at, duration = now_iso(), round(time.monotonic() - started, 3)
         await db.execute(
             """UPDATE builds SET state = ?, exit_code = ?, error = ?, diagnostics = ?, artefact_sha256 = ?,
                       artefact_size = ?, elf = ?, log = ?, log_truncated = ?, finished_at = ?, duration_s = ?
                WHERE build_id = ?""",
             (result["state"], result["exit_code"], result["error"], _json(diagnostics).decode(),
              result.get("artefact_sha256"), result.get("artefact_size"), result.get("elf"),
-             _json(log_buf.lines).decode(), int(log_buf.truncated), now_iso(),
-             round(time.monotonic() - started, 3), build_id))
+             _json(log_buf.lines).decode(), int(log_buf.truncated), finished_at, duration, build_id))
         self._active.pop(build_id, None)
-        await self._publish_state(build_id)
+        artefact = None
+        if result.get("artefact_sha256"):
+            artefact = {"sha256": result["artefact_sha256"], "size": result["artefact_size"],
+                        "elf": msgspec.json.decode(result["elf"])}
+        self._publish(active, state=result["state"], exit_code=result["exit_code"], error=result["error"],
+                      diagnostics=diagnostics, artefact=artefact, finished_at=finished_at, duration_s=duration)
+        # After the outcome is out: the scratch dir is no one's business but ours.
+        shutil.rmtree(self.work / build_id, ignore_errors=True)
 
 
 class _LogBuffer:
