@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestables.shared.errors import InvalidParams
 
-from .files import write_public
+from ...shared.files import write_public
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from attestables.shared.errors import InvalidParams
 from attestables.shared.verifier import Policy, PolicyError, Verifier, load_policy, parse_policy
 
 from .errors import BadRequest
-from .files import write_atomic, write_public
+from ...shared.files import write_atomic, write_public
 
 log = logging.getLogger(__name__)
 

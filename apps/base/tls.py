@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .config import is_ip
-from .files import read_private, write_private, write_public
+from ...shared.files import write_private, write_public
+from .files import read_private
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from .authority import (
     parse_serial,
     serial_hex,
 )
-from .files import CAFiles, read_passphrase, write_atomic
+from ...shared.files import write_atomic
+from .files import CAFiles, read_passphrase
 from .profile import BACKDATE, CRL_VALIDITY, ISSUING_VALIDITY, ROOT_VALIDITY, RUN_VALIDITY
 
 __all__ = [

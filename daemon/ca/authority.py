@@ -37,7 +37,8 @@ from ...shared.attestation.keys import jwk_thumbprint_x25519, x25519_public_byte
 from ...shared.errors import Conflict, InvalidParams, NotFound, Tampered, Unauthorized
 from ...shared.verifier.chain import AnchorSet, build_path, is_self_signed
 from . import profile
-from .files import CAFiles, ensure_directory, fsync_directory, read_private, write_private, write_public
+from ...shared.files import fsync_directory, write_private, write_public
+from .files import CAFiles, ensure_directory, read_private
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,15 @@ the new one, never half of one, and a key is never readable by others, not even 
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from ...shared.files import fsync_directory
 from typing import Mapping
 
 from ...shared.errors import Conflict, InvalidParams, NotFound
 
-PRIVATE_MODE = 0o600
-PUBLIC_MODE = 0o644
 DIRECTORY_MODE = 0o700
 
 
@@ -64,47 +63,6 @@ def ensure_directory(directory: Path) -> None:
         directory.mkdir(mode=DIRECTORY_MODE, parents=True)
         os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
         fsync_directory(directory.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` (mode exactly ``mode``), durably."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have removed bits; never adds any we did not ask for
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    write_atomic(path, data, PRIVATE_MODE)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    write_atomic(path, data, PUBLIC_MODE)
 
 
 def read_private(path: Path) -> bytes:

@@ -9,39 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 from pathlib import Path
 
 from attestables.shared.errors import Tampered
+from attestables.shared.files import is_temp_name, write_atomic
 
-_TMP_PREFIX = ".tmp-"
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomic(path, data, mode)
 
 
 class BlobStore:
@@ -109,7 +89,7 @@ class BlobStore:
         found = set()
         for sub in self.root.iterdir():
             if sub.is_dir():
-                found.update(p.name for p in sub.iterdir() if not p.name.startswith(_TMP_PREFIX))
+                found.update(p.name for p in sub.iterdir() if not is_temp_name(p.name))
         return found
 
     def sweep_temp(self) -> int:
@@ -118,7 +98,7 @@ class BlobStore:
         for sub in self.root.iterdir():
             if sub.is_dir():
                 for p in sub.iterdir():
-                    if p.name.startswith(_TMP_PREFIX):
+                    if is_temp_name(p.name):
                         p.unlink(missing_ok=True)
                         removed += 1
         return removed
