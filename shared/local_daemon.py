@@ -34,6 +34,9 @@ class LocalDaemon:
                  log: IO[bytes] | int | None = subprocess.DEVNULL, env: dict[str, str] | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
+        # A port picked here may be taken by someone else before the child binds it; such
+        # a first start is retried on a fresh port. A given port, or a restart, is not.
+        self._may_move = port is None
         self.config = config or {}
         self.log = log
         self.env = env
@@ -79,9 +82,19 @@ class LocalDaemon:
             argv += ["--config", str(config)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTABLES_")}
         env.update(self.env or {})
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env, start_new_session=True)
-        await self.wait_healthy(timeout)
-        return self
+        for attempt in range(3):
+            argv[argv.index("--listen") + 1] = self.listen
+            self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env, start_new_session=True)
+            try:
+                await self.wait_healthy(timeout)
+            except RuntimeError:
+                if not self._may_move or attempt == 2:
+                    raise
+                self.port = free_port()
+                continue
+            self._may_move = False
+            return self
+        raise AssertionError("unreachable")
 
     async def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -65,6 +65,7 @@ class LocalService:
         self.kind = kind
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
+        self._may_move = port is None  # see LocalDaemon: a first start may retry on a fresh port
         self.policy = Path(policy) if policy is not None else None
         self.service_id = service_id or kind
         self.crl_url = crl_url
@@ -137,9 +138,19 @@ class LocalService:
         self.state_dir.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTABLES_")}
         env.update(self.env or {})
-        self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=self.log, env=env, start_new_session=True)
-        await self.wait_healthy(timeout)
-        return self
+        for attempt in range(3):
+            self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=self.log, env=env,
+                                         start_new_session=True)
+            try:
+                await self.wait_healthy(timeout)
+            except RuntimeError:
+                if not self._may_move or attempt == 2:
+                    raise
+                self.port = free_port()
+                continue
+            self._may_move = False
+            return self
+        raise AssertionError("unreachable")
 
     async def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -191,8 +191,9 @@ class Demo:
                     if m["key"] in (f"sale-{first}", f"sale-{second}")]
         ok = [t for t in traces if t["outcome"] == "ok"]
 
-        def crossing(service: str, op: str) -> str:
-            match = next((t for t in ok if t["service_id"] == service and t["op"] == op), None)
+        def crossing(service: str, op: str, last: bool = False) -> str:
+            matches = [t for t in ok if t["service_id"] == service and t["op"] == op]
+            match = (matches[-1] if last else matches[0]) if matches else None
             if match is None:
                 return "(not seen)"
             return (f"[trace #{match['id']}: {format_size(match['bytes_in'])} sealed in, "
@@ -212,7 +213,7 @@ class Demo:
             f"the integration process messages the customer with the taxi and driver "
             f"(message {message['id'] if message else '?'}) {crossing('messaging', 'write')}",
             f"the customer answers: {message['reply'] if message else '?'} (simulated by the messaging service)",
-            f"the integration process reads the acceptance {crossing('messaging', 'read')}",
+            f"the integration process reads the acceptance {crossing('messaging', 'read', last=True)}",
         ]
         for i, text in enumerate(steps, 1):
             self.out.line(f"  {i}. {text}")
