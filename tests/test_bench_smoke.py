@@ -16,7 +16,13 @@ from .bench.build import host_argv
 from .bench.run import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = {"build_overhead_ratio", "launch_overhead_ratio", "log_stream_lines_per_s", "log_stream_rss_growth_mb"}
+KEYS = {"build_overhead_ratio", "launch_overhead_ratio", "log_stream_lines_per_s", "log_stream_rss_growth_mb",
+        "cert_issue_ms_p50", "cert_issue_speedup_vs_openssl_cli", "verify_cached_us_p50", "verify_cold_ms_p50",
+        "hpke_c_seal_open_us_p50", "attested_read_ms_p50", "attested_read_vs_plain_ratio",
+        "attested_throughput_vs_plain_ratio"}
+# Keys that compare ours with a baseline measured in the same run: both figures are reported.
+COMPARED = ("build_overhead_ratio", "launch_overhead_ratio", "log_stream_lines_per_s",
+            "cert_issue_speedup_vs_openssl_cli", "hpke_c_seal_open_us_p50", "attested_read_vs_plain_ratio")
 
 
 def _number(value: object) -> bool:
@@ -34,9 +40,11 @@ def test_quick_run_writes_every_key_with_a_number(tmp_path: Path) -> None:
         assert _number(result["value"]), (key, result)
         assert _number(result["goal"]) and isinstance(result["met"], bool), (key, result)
         assert key in proc.stdout  # the table names it
-    for key in ("build_overhead_ratio", "launch_overhead_ratio", "log_stream_lines_per_s"):
+    for key in COMPARED:
         result = report["results"][key]
         assert _number(result["ours_ms_p50"]) and _number(result["baseline_ms_p50"]), (key, result)
+    throughput = report["results"]["attested_throughput_vs_plain_ratio"]
+    assert _number(throughput["ours_reads_per_s"]) and _number(throughput["baseline_reads_per_s"]), throughput
     assert report["meta"]["quick"] is True and report["meta"]["cpu_count"] >= 1
     assert "errors" not in report
 
@@ -44,7 +52,10 @@ def test_quick_run_writes_every_key_with_a_number(tmp_path: Path) -> None:
 def test_only_accepts_benchmark_names_and_result_keys() -> None:
     assert parse_args(["--only", "log_stream_rss_growth_mb"]).selected == ["log_stream"]
     assert parse_args(["--only", "launch", "--only", "build"]).selected == ["build", "launch"]
-    assert parse_args([]).selected == ["build", "launch", "log_stream"]
+    assert parse_args(["--only", "verify_cold_ms_p50"]).selected == ["attestation"]
+    assert parse_args(["--only", "attested_throughput_vs_plain_ratio", "--only", "hpke"]).selected == [
+        "hpke", "attested_read"]
+    assert parse_args([]).selected == ["build", "launch", "log_stream", "attestation", "hpke", "attested_read"]
 
 
 def test_build_baseline_maps_every_sandbox_path_to_the_host() -> None:

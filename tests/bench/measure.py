@@ -1,9 +1,12 @@
-"""What every benchmark shares: medians, the result record, interleaving, RSS sampling."""
+"""What every benchmark shares: medians, the result record, interleaving, RSS and CPU
+sampling."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -103,3 +106,52 @@ class RssSampler:
     @property
     def peak(self) -> int:
         return max(self.samples, default=0)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+class CpuSampler:
+    """Samples the CPU time of named processes from a thread, with the monotonic clock,
+    so that the CPU each used during an interval known only afterwards can be read."""
+
+    def __init__(self, pids: dict[str, int], interval_s: float = 0.02) -> None:
+        self.pids = pids
+        self.interval_s = interval_s
+        self.samples: list[tuple[int, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.monotonic_ns(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+            except (OSError, IndexError, ValueError):
+                return
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def used(self, name: str, begin_ns: int, end_ns: int) -> float | None:
+        """CPU seconds ``name`` used from ``begin_ns`` to ``end_ns`` (monotonic): the
+        difference between the first and last samples inside, scaled to the interval.
+        None when the interval is too short to hold two samples (the kernel counts CPU
+        time in clock ticks, 10 ms: an interval should span many)."""
+        inside = [(t, cpu[name]) for t, cpu in self.samples if begin_ns <= t <= end_ns]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            return None
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        return (c1 - c0) * (end_ns - begin_ns) / (t1 - t0)

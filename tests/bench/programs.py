@@ -1,12 +1,32 @@
-"""The C programs the run benchmarks start, and how they are built through the daemon."""
+"""The C programs the run benchmarks start, how they are built through the daemon, and
+how their output is collected."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attestables.shared.client import Client
+from attestables.shared.client import Client, Subscription
+
+# The benchmarks' own C programs (compartment programs and host-side drivers).
+C_DIR = Path(__file__).resolve().parent / "c"
+
+
+def c_source(name: str) -> str:
+    """``c/NAME`` as one file, ready to upload: an ``#include "x.h"`` of a header of
+    ``c/`` is replaced by the header's text (a compartment program is one source)."""
+    lines = []
+    for line in (C_DIR / name).read_text().splitlines(keepends=True):
+        words = line.split()
+        header = C_DIR / words[1].strip('"') if len(words) == 2 and words[0] == "#include" else None
+        if header is not None and words[1].startswith('"') and header.is_file():
+            lines.append(header.read_text())
+        else:
+            lines.append(line)
+    return "".join(lines)
+
 
 # Prints one line at once (write(2): no stdio buffer to wait for), then exits.
 FIRST_BYTE = """\
@@ -56,3 +76,58 @@ async def build_program(client: Client, state_dir: Path, name: str, source: str)
     digest = record["artefact"]["sha256"]
     program = (state_dir / "blobs" / digest[:2] / digest).read_bytes()
     return record, program
+
+
+@dataclass
+class RunOutput:
+    """What one run printed, as the client received it, and its terminal state."""
+
+    run_id: str
+    stdout: str = ""
+    stderr: str = ""
+    final: dict[str, Any] | None = None
+
+    def check(self) -> "RunOutput":
+        """Raises unless the run exited 0."""
+        if self.final is None or self.final.get("state") != "exited" or self.final.get("exit_code") != 0:
+            raise RuntimeError(f"run {self.run_id} did not exit cleanly: {self.final}; "
+                               f"stderr: {self.stderr.strip()[-2000:]!r}")
+        return self
+
+    def values(self, name: str) -> list[str]:
+        """The rest of every stdout line that starts with ``name`` and a space."""
+        prefix = name + " "
+        return [line[len(prefix):] for line in self.stdout.splitlines() if line.startswith(prefix)]
+
+
+async def start_run(client: Client, build_id: str, args: list[str] | None = None,
+                    limits: dict[str, int] | None = None) -> str:
+    params: dict[str, Any] = {"build_id": build_id, "args": list(args or [])}
+    if limits:
+        params["limits"] = limits
+    return (await client.call("runs.start", params))["run_id"]
+
+
+async def collect_runs(events: Subscription, run_ids: list[str], timeout: float = 120) -> dict[str, RunOutput]:
+    """Read ``events`` (subscribed to runs.output and runs.state before the runs started)
+    until every run in ``run_ids`` has reached a terminal state; their output by run id."""
+    outputs = {run_id: RunOutput(run_id) for run_id in run_ids}
+    pending = set(run_ids)
+    async with asyncio.timeout(timeout):
+        async for event in events:
+            if event.topic == "events.gap":
+                raise RuntimeError(f"run events were dropped: {event.data}")
+            output = outputs.get(event.data.get("run_id"))
+            if output is None:
+                continue
+            if event.topic == "runs.output":
+                if event.data["stream"] == "stdout":
+                    output.stdout += event.data["data"]
+                else:
+                    output.stderr += event.data["data"]
+            elif event.topic == "runs.state" and event.data["state"] in TERMINAL_RUN:
+                output.final = event.data
+                pending.discard(output.run_id)
+                if not pending:
+                    return outputs
+    raise RuntimeError("the runs stream ended")

@@ -1,8 +1,11 @@
 """The benchmark program: ``python -m tests.bench.run [--quick] [--only NAME] [--output FILE]``.
 
 Starts one real daemon (``LocalDaemon``, default settings, a temp state dir removed
-afterwards), runs each benchmark against its baseline in the same run, interleaving
-the two each repeat, prints a table and writes the results as JSON::
+afterwards) for the build, launch, log-stream and attestation benchmarks; the HPKE
+benchmark needs no daemon, and the attested-read benchmark starts the whole case study
+(``CaseStudy``: a daemon and three services) of its own after the first daemon has
+stopped. Each benchmark measures ours against its baseline in the same run, interleaving
+the two each repeat; the program prints a table and writes the results as JSON::
 
     {"meta": {...}, "results": {KEY: {"value", "unit", "goal", "met", "ours_ms_p50",
                                       "baseline_ms_p50", ...}}}
@@ -27,30 +30,48 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from attestables.daemon.config import Settings
 from attestables.shared.client import Client
 from attestables.shared.local_daemon import LocalDaemon
 
+from .attestation import bench_attestation
+from .attested_read import bench_attested_read
 from .build import bench_build
+from .hpke import bench_hpke
 from .launch import bench_launch
 from .log_stream import bench_log_stream
 from .measure import Result
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("build", "launch", "log_stream")
+BENCHMARKS = ("build", "launch", "log_stream", "attestation", "hpke", "attested_read")
+# The benchmarks that use the shared daemon; the others start what they need themselves.
+DAEMON_BENCHMARKS = ("build", "launch", "log_stream", "attestation")
 # --only also accepts the result keys each benchmark produces.
 KEYS = {
     "build_overhead_ratio": "build",
     "launch_overhead_ratio": "launch",
     "log_stream_lines_per_s": "log_stream",
     "log_stream_rss_growth_mb": "log_stream",
+    "cert_issue_ms_p50": "attestation",
+    "cert_issue_speedup_vs_openssl_cli": "attestation",
+    "verify_cached_us_p50": "attestation",
+    "verify_cold_ms_p50": "attestation",
+    "hpke_c_seal_open_us_p50": "hpke",
+    "attested_read_ms_p50": "attested_read",
+    "attested_read_vs_plain_ratio": "attested_read",
+    "attested_throughput_vs_plain_ratio": "attested_read",
 }
-FULL = {"repeats": 30, "stream_lines": 200_000, "stream_repeats": 5}
+FULL = {"repeats": 30, "stream_lines": 200_000, "stream_repeats": 5, "attest_repeats": 30, "verify_repeats": 200,
+        "verify_batch": 1000, "hpke_repeats": 10, "hpke_rounds": 500, "reads": 100, "read_repeats": 5,
+        "concurrency": 8, "concurrent_reads": 100, "concurrent_repeats": 3}
 # 20,000 lines (420 KB) overflow a 64 KiB pipe several times over, so even the quick
 # stream arrives in several reads and events and its first-to-last interval is not zero.
-QUICK = {"repeats": 2, "stream_lines": 20_000, "stream_repeats": 1}
+QUICK = {"repeats": 2, "stream_lines": 20_000, "stream_repeats": 1, "attest_repeats": 2, "verify_repeats": 5,
+         "verify_batch": 50, "hpke_repeats": 2, "hpke_rounds": 20, "reads": 10, "read_repeats": 1,
+         "concurrency": 8, "concurrent_reads": 5, "concurrent_repeats": 1}
+SIZES = tuple(FULL)
 # A launch costs ~20 ms against a build's ~90 ms: it gets more repeats for a steadier median.
 LAUNCH_REPEAT_FACTOR = 4
 
@@ -67,14 +88,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"lines the log-stream program prints (default {FULL['stream_lines']:,})")
     parser.add_argument("--stream-repeats", type=int,
                         help=f"measured repeats of the log stream (default {FULL['stream_repeats']})")
+    parser.add_argument("--attest-repeats", type=int,
+                        help=f"measured certificate issuances and openssl baselines (default {FULL['attest_repeats']})")
+    parser.add_argument("--reads", type=int,
+                        help=f"timed attested (and plain) reads per run (default {FULL['reads']})")
+    parser.add_argument("--read-repeats", type=int,
+                        help=f"runs of the attested-read loop and of its baseline (default {FULL['read_repeats']})")
+    parser.add_argument("--concurrent-reads", type=int,
+                        help=f"timed reads of each of the {FULL['concurrency']} concurrent programs "
+                             f"(default {FULL['concurrent_reads']})")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
     parser.add_argument("--only", action="append", choices=[*BENCHMARKS, *KEYS], metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}, or a result key")
     parser.add_argument("--daemon-log", type=Path, help="keep the daemon's log in this file")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    for name in ("repeats", "stream_lines", "stream_repeats"):
-        if getattr(args, name) is None:
+    for name in SIZES:
+        if getattr(args, name, None) is None:
             setattr(args, name, sizes[name])
         elif getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -135,8 +165,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
         "repeats": args.repeats,
         "launch_repeats": args.repeats * LAUNCH_REPEAT_FACTOR,
-        "stream_lines": args.stream_lines,
-        "stream_repeats": args.stream_repeats,
+        **{name: getattr(args, name) for name in SIZES if name != "repeats"},
         "root": os.geteuid() == 0,
         # Other work on the machine skews every figure: its load before and after the run.
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
@@ -146,36 +175,56 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _run_one(name: str, bench: Callable[[], Awaitable[list[Result]]], results: list[Result],
+                   errors: dict[str, str]) -> None:
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    try:
+        results += await bench()
+    except Exception as exc:  # report it, run the others
+        traceback.print_exc()
+        errors[name] = f"{type(exc).__name__}: {exc}"
+    print(f"  {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+
+
 async def run_benchmarks(args: argparse.Namespace, log_path: Path) -> tuple[list[Result], dict[str, str]]:
     results: list[Result] = []
     errors: dict[str, str] = {}
     settings = Settings()  # the daemon runs with its defaults: the shipped configuration
+    in_daemon = [name for name in args.selected if name in DAEMON_BENCHMARKS]
     base = Path(tempfile.mkdtemp(prefix="attestables-bench-"))
     try:
-        with open(log_path, "wb") as log:
-            daemon = LocalDaemon(base / "state", log=log)
-            await daemon.start()
-            try:
-                assert daemon.proc is not None
-                async with Client.connect(daemon.url, daemon.token) as client:
-                    for name in args.selected:
-                        print(f"running {name} ...", file=sys.stderr, flush=True)
-                        t0 = time.monotonic()
-                        try:
-                            if name == "build":
-                                results += await bench_build(client, daemon.state_dir, args.repeats, settings)
-                            elif name == "launch":
-                                results += await bench_launch(client, daemon.state_dir,
-                                                              args.repeats * LAUNCH_REPEAT_FACTOR, settings)
-                            else:
-                                results += await bench_log_stream(client, daemon.state_dir, daemon.proc.pid,
-                                                                  args.stream_lines, args.stream_repeats, settings)
-                        except Exception as exc:  # report it, run the others
-                            traceback.print_exc()
-                            errors[name] = f"{type(exc).__name__}: {exc}"
-                        print(f"  {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-            finally:
-                await daemon.stop()
+        if in_daemon:
+            with open(log_path, "wb") as log:
+                daemon = LocalDaemon(base / "state", log=log)
+                await daemon.start()
+                try:
+                    assert daemon.proc is not None
+                    pid = daemon.proc.pid
+                    async with Client.connect(daemon.url, daemon.token) as client:
+                        state = daemon.state_dir
+                        benches: dict[str, Callable[[], Awaitable[list[Result]]]] = {
+                            "build": lambda: bench_build(client, state, args.repeats, settings),
+                            "launch": lambda: bench_launch(client, state, args.repeats * LAUNCH_REPEAT_FACTOR,
+                                                           settings),
+                            "log_stream": lambda: bench_log_stream(client, state, pid, args.stream_lines,
+                                                                   args.stream_repeats, settings),
+                            "attestation": lambda: bench_attestation(client, state, daemon.http_url,
+                                                                     args.attest_repeats, args.verify_repeats,
+                                                                     args.verify_batch, settings),
+                        }
+                        for name in in_daemon:
+                            await _run_one(name, benches[name], results, errors)
+                finally:
+                    await daemon.stop()
+        # Without the shared daemon: it has stopped, and takes no CPU from these.
+        if "hpke" in args.selected:
+            await _run_one("hpke", lambda: asyncio.to_thread(bench_hpke, args.hpke_repeats, args.hpke_rounds),
+                           results, errors)
+        if "attested_read" in args.selected:
+            await _run_one("attested_read", lambda: bench_attested_read(
+                args.reads, args.read_repeats, args.concurrency, args.concurrent_reads, args.concurrent_repeats),
+                results, errors)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return results, errors
@@ -208,7 +257,14 @@ def table(results: list[Result]) -> str:
 DETAILS = ("sandboxed_baseline_ms_p50", "ratio_vs_sandboxed", "sandbox_overhead_ms", "daemon_overhead_ms",
            "ours_to_exit_ms_p50", "baseline_to_exit_ms_p50",
            "baseline_lines_per_s", "ratio_vs_baseline", "events_per_run_p50", "growth_per_stream_mb",
-           "cumulative_growth_mb")
+           "cumulative_growth_mb",
+           "breakdown_document_ms_p50", "breakdown_issue_run_certificate_ms_p50", "breakdown_db_commit_ms_p50",
+           "breakdown_unaccounted_ms_p50", "hello_at_start_ms_p50", "verify_new_certificate_ms_p50", "part_leaf_signature_ms_p50",
+           "part_document_parse_ms_p50",
+           "python_seal_open_us_p50", "ratio_c_over_python", "c_seal_us_p50", "c_open_us_p50",
+           "python_seal_us_p50", "python_open_us_p50",
+           "broker_forward_ms_p50", "store_handling_ms_p50", "https_exchange_ms", "compartment_and_launcher_ms",
+           "store_connections_after_run", "ours_reads_per_s", "baseline_reads_per_s")
 
 
 def details(results: list[Result]) -> str:
