@@ -100,7 +100,7 @@ class Broker:
         session = self.session()
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                async with session.post(service.url + path, json=body, ssl=service.ssl(),
+                async with session.post(service.url + path, json=body, ssl=service.ssl,
                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as resp:
                     trace["http_status"] = resp.status
                     raw = await resp.content.read(MAX_ANSWER + 1)

@@ -8,6 +8,7 @@ compartment receives in SERVICE_KEYS is the key of the service the operator name
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -49,7 +50,10 @@ class Service:
                 "tls_fingerprint": self.tls_fingerprint, "created_at": self.created_at,
                 "updated_at": self.updated_at}
 
+    @functools.cached_property
     def ssl(self) -> ssl.SSLContext | aiohttp.Fingerprint:
+        """The pin, built once: aiohttp reuses a pooled connection only for the same
+        context object, so a fresh one per request would cost a TLS handshake each time."""
         return tls_pin(self.tls_ca_pem, self.tls_fingerprint)
 
 
