@@ -2,7 +2,8 @@
 
 ``attestables daemon`` runs the daemon; every other command talks to a running daemon
 over its websocket API (``--url``, default ``$ATTESTABLES_URL`` or the local daemon;
-the token from ``--token-file``, ``$ATTESTABLES_TOKEN`` or the state directory).
+the token from ``--token-file``, ``$ATTESTABLES_TOKEN`` or the state directory), or to
+a daemon on another machine through SSH (``--ssh USER@HOST[:PORT]``).
 ``--json`` prints machine-readable output. Commands live one module each in
 ``attestables.cli.commands`` (see ``attestables.cli.registry``).
 
@@ -144,12 +145,7 @@ def _report(exc: AttestablesError, out: Output) -> None:
 
 
 async def _run_client(command: registry.ClientCommand, args: argparse.Namespace, out: Output) -> int:
-    from attestables.shared.client import URL_ENV, Client, find_token
-    from attestables.shared.paths import default_url
-
-    url = args.url or os.environ.get(URL_ENV) or default_url()
-    token = find_token(args.token_file)
-    async with Client.connect(url, token) as client:
+    async with registry.connect(args) as client:
         return await command.handler(args, registry.Context(client, out))
 
 

@@ -6,11 +6,15 @@ first; default 100). ``main`` discovers the modules, so adding a command is addi
 file; no other module changes. Inside ``register`` a module adds its parsers with:
 
 - :func:`add_client_command` for commands that talk to the daemon: the connection
-  options (``--url``, ``--token-file``, ``--json``) are added, and the handler is
-  awaited as ``handler(args, ctx)`` with a connected :class:`Context`;
+  options (``--url``, ``--token-file``, ``--json``, and ``--ssh`` with its companions)
+  are added, and the handler is awaited as ``handler(args, ctx)`` with a connected
+  :class:`Context`;
 - :func:`add_local_command` for commands that do not (``daemon``): the handler is
   called as ``handler(args)``;
 - :func:`add_group` for a noun with verbs beneath it (``sources upload``).
+
+A command that manages its own connection (the console) takes the same options with
+``parents=[connection_options()]`` and opens it with :func:`connect`.
 
 Handlers return the exit code and raise ``AttestablesError`` for failures; ``main``
 turns those into ``error: <message> (<code>)`` and the documented exit codes.
@@ -19,14 +23,17 @@ turns those into ``error: <message> (<code>)`` and the documented exit codes.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .output import Output
 
 if TYPE_CHECKING:
-    from attestables.shared.client import Client
+    from attestables.shared.client import Client, _Connecting
+    from attestables.shared.ssh import SshOptions
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -78,7 +85,50 @@ def connection_options() -> argparse.ArgumentParser:
         help="read the API token from FILE (default: $ATTESTABLES_TOKEN, else the state directory's api-token)",
     )
     group.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    ssh = parent.add_argument_group("remote daemon over SSH")
+    ssh.add_argument(
+        "--ssh", metavar="USER@HOST[:PORT]",
+        help="reach the daemon on HOST through an SSH tunnel to its loopback port (--url then names the "
+        "daemon's address on HOST; without --token-file or $ATTESTABLES_TOKEN the token is read on HOST)",
+    )
+    ssh.add_argument("--ssh-key", metavar="FILE", help="log in with this private key (default: the agent, ~/.ssh/id_*)")
+    ssh.add_argument("--ssh-known-hosts", metavar="FILE", help="check the host key against FILE "
+                     "(default ~/.ssh/known_hosts)")
+    ssh.add_argument("--ssh-accept-new", action="store_true",
+                     help="accept and record the key of a host not yet in known_hosts (a changed key is still refused)")
+    ssh.add_argument("--ssh-state-dir", metavar="DIR",
+                     help="the daemon's state directory on HOST, where its api-token is read")
     return parent
+
+
+def ssh_options(args: argparse.Namespace) -> SshOptions | None:
+    """The ``--ssh*`` options as :class:`SshOptions`, or ``None`` without ``--ssh``."""
+    spec = getattr(args, "ssh", None)
+    if not spec:
+        return None
+    from attestables.shared.ssh import SshOptions
+
+    return SshOptions.from_spec(
+        spec,
+        key_file=Path(args.ssh_key).expanduser() if args.ssh_key else None,
+        known_hosts=Path(args.ssh_known_hosts).expanduser() if args.ssh_known_hosts else None,
+        accept_new=bool(args.ssh_accept_new),
+        state_dir=args.ssh_state_dir,
+    )
+
+
+def connect(args: argparse.Namespace) -> _Connecting:
+    """Open the connection the connection options describe (``async with connect(args) as client``)."""
+    from attestables.shared.client import TOKEN_ENV, URL_ENV, Client, find_token
+    from attestables.shared.paths import default_url
+
+    ssh = ssh_options(args)
+    if ssh is not None:
+        # The local state dir's token belongs to a local daemon, never to the remote one.
+        token = find_token(args.token_file) if args.token_file or os.environ.get(TOKEN_ENV) else None
+        return Client.connect(args.url, token, ssh=ssh)
+    url = args.url or os.environ.get(URL_ENV) or default_url()
+    return Client.connect(url, find_token(args.token_file))
 
 
 _CONNECTION = connection_options()

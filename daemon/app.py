@@ -1,4 +1,4 @@
-"""The aiohttp application: ``/healthz`` and the authenticated websocket API."""
+"""The aiohttp application: ``/healthz``, ``/metrics``, the CRL and the authenticated websocket API."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from .api import methods  # noqa: F401  (registers every method)
 from .api.auth import TokenGuard
 from .api.connection import Connection
 from .daemon import Daemon
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
 DAEMON = web.AppKey("daemon", Daemon)
 GUARD = web.AppKey("guard", TokenGuard)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+METRICS = web.AppKey("metrics", Metrics)
+METRICS_PATH = "/metrics"
 
 
 def _peer(request: web.Request) -> str:
@@ -41,6 +44,26 @@ async def crl(request: web.Request) -> web.Response:
     body = certs.crl(pem=fmt == "pem")
     content_type = "application/x-pem-file" if fmt == "pem" else "application/pkix-crl"
     return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; the API token is required unless ``metrics_access = "open"``."""
+    access = request.app[DAEMON].settings.metrics_access
+    if access == "off":
+        raise web.HTTPNotFound()
+    if access != "open":
+        guard = request.app[GUARD]
+        peer = _peer(request)
+        if not guard.check(request.headers.get("Authorization")):
+            await guard.slow_down(peer)
+            log.warning("refused a metrics scrape from %s: missing or wrong token", peer)
+            return web.json_response(
+                {"error": {"code": "unauthorized", "message": "missing or wrong bearer token"}},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="attestables"'})
+        guard.success(peer)
+    body = await request.app[METRICS].render()
+    return web.Response(body=body.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE,
+                                                      "Cache-Control": "no-cache"})
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -84,8 +107,10 @@ def make_app(daemon: Daemon, token: str) -> web.Application:
     app[DAEMON] = daemon
     app[GUARD] = TokenGuard(token)
     app[SOCKETS] = weakref.WeakSet()
+    app[METRICS] = Metrics(daemon)
     app.router.add_get(HEALTH_PATH, healthz)
     app.router.add_get(API_PATH, websocket)
     app.router.add_get(CRL_PATH, crl)
+    app.router.add_get(METRICS_PATH, metrics)
     app.on_shutdown.append(_close_sockets)
     return app

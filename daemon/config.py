@@ -46,6 +46,10 @@ class Settings:
     listen: str = field(default=DEFAULT_LISTEN, metadata={"doc": "HOST:PORT the API listens on."})
     state_dir: Path = field(default_factory=default_state_dir, metadata={"doc": "Database, blobs, token and keys."})
     log_level: str = field(default="info", metadata={"doc": "debug, info, warning or error."})
+    log_format: str = field(default="auto", metadata={
+        "doc": "auto (journal under journald, else text), text, journal or json (one object per line)."})
+    metrics_access: str = field(default="token", metadata={
+        "doc": "GET /metrics: token (the API token as a Bearer header), open (no token) or off (404)."})
     work_dir: str = field(default="", metadata={
         "doc": "Scratch space for builds and runs (default: $RUNTIME_DIRECTORY/work, else a new temp dir)."})
 
@@ -105,6 +109,18 @@ class Settings:
 
 
 SETTINGS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+# What SIGHUP cannot change in a running daemon: the listening socket, where state and
+# keys live, sandbox identities and sizes fixed when the parts were built. A reload that
+# changes one of these keeps the running value and says a restart is needed.
+RESTART_ONLY = frozenset({
+    "listen", "state_dir", "work_dir", "log_format", "ca_passphrase_file", "ca_passphrase_credential",
+    "run_cert_validity_s", "cheribuild_sdk", "sandbox_uid_base", "sandbox_uid_count", "sandbox_gid",
+    "build_concurrency", "event_ring_size", "event_ring_kb",
+})
+
+LOG_FORMATS = ("auto", "text", "journal", "json")
+METRICS_ACCESS = ("token", "open", "off")
 
 _POSITIVE = {
     "max_source_bytes", "max_sources", "run_cert_validity_s", "build_concurrency", "build_timeout_s", "build_log_max_kb",
@@ -207,6 +223,10 @@ def load_settings(
     parse_listen(settings.listen)
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug, info, warning or error, got {settings.log_level!r}")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format: expected {', '.join(LOG_FORMATS)}, got {settings.log_format!r}")
+    if settings.metrics_access not in METRICS_ACCESS:
+        raise ConfigError(f"metrics_access: expected {', '.join(METRICS_ACCESS)}, got {settings.metrics_access!r}")
     for limit in ("cpu_s", "memory_mb", "wall_s", "output_kb"):
         if getattr(settings.default_limits, limit) > getattr(settings.max_limits, limit):
             raise ConfigError(f"run_{limit} exceeds max_run_{limit}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ from .compartments.runs import Runs
 from .ca import CertificateAuthority
 from .broker.broker import Broker
 from .certs import Certificates
-from .config import Settings
+from .config import RESTART_ONLY, Settings
 from .events import EventBus
 from .platform_info import platform_facts
 from .sandbox.host import SandboxHost
@@ -107,6 +108,25 @@ class Daemon:
         await self.broker.close()
         await self.db.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    async def reload(self, new: Settings) -> tuple[list[str], list[str]]:
+        """Apply re-read settings to the running daemon; returns (applied, needing a restart).
+
+        Limits, quotas and policy switches take effect for what starts next (runs, builds,
+        connections already under way keep what they started with); the service registry is
+        re-read from the database. Settings in ``RESTART_ONLY`` keep their running value.
+        """
+        old = self.settings
+        changed = [f.name for f in dataclasses.fields(Settings) if getattr(old, f.name) != getattr(new, f.name)]
+        restart = [name for name in changed if name in RESTART_ONLY]
+        applied = [name for name in changed if name not in RESTART_ONLY]
+        settings = dataclasses.replace(new, **{name: getattr(old, name) for name in restart})
+        self.settings = self.runs.settings = self.builds.settings = settings
+        self.sources.max_bytes, self.sources.max_sources = settings.max_source_bytes, settings.max_sources
+        if "allow_unconfined" in applied:
+            self.backends = detect_backends(settings, self.host)
+        await self.broker.registry.load()
+        return applied, restart
 
     def service_keys(self) -> list[ServiceKey]:
         """The sealing keys sent to each compartment after CERT: one per registered service."""

@@ -27,13 +27,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, 
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 
 from . import protocol
 from .errors import AttestablesError, ConnectionLost, ProtocolViolation, Unauthorized, error_from_wire
-from .paths import TOKEN_FILE, default_state_dir
+from .paths import DEFAULT_LISTEN, TOKEN_FILE, default_state_dir
+
+if TYPE_CHECKING:
+    from .ssh import SshOptions, SshTunnel
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -321,18 +324,21 @@ class Client:
         self._subscribing = 0
         self._closing = False
         self._lost: str | None = None
+        # The SSH tunnel this client's connection runs through (``connect(ssh=...)``), if any.
+        self._tunnel: SshTunnel | None = None
         self._reader = asyncio.create_task(self._read(), name=f"attestables-client-reader {url}")
 
     @classmethod
     def connect(
         cls,
-        url: str,
-        token: str,
+        url: str | None,
+        token: str | None,
         *,
         timeout: float = DEFAULT_CONNECT_TIMEOUT,
         ssl: Any = None,
         session: aiohttp.ClientSession | None = None,
         heartbeat: float | None = HEARTBEAT_S,
+        ssh: SshOptions | None = None,
     ) -> _Connecting:
         """Open the websocket, check ``system.hello``, and return a ready client.
 
@@ -340,31 +346,23 @@ class Client:
         given by the caller is borrowed, never closed. Raises :class:`Unauthorized` on
         HTTP 401, :class:`CannotConnect` when the daemon cannot be reached, and
         :class:`IncompatibleServer` when it no longer speaks our schema.
+
+        With ``ssh`` (see :mod:`attestables.shared.ssh`), the connection goes through an
+        SSH tunnel to that host: ``url`` then names the daemon as the remote host sees it
+        (``None``: the default ``127.0.0.1:7480``), and a ``token`` of ``None`` is read from
+        the remote state directory over the same SSH connection. The tunnel closes with
+        the client.
         """
 
         async def connect() -> Client:
-            own = session is None
-            http = aiohttp.ClientSession() if session is None else session
-            try:
-                async with asyncio.timeout(timeout):
-                    ws = await _open(http, url, token, ssl, heartbeat)
-                    try:
-                        hello = await _receive_hello(ws, url)
-                    except BaseException:
-                        await ws.close()
-                        raise
-            except TimeoutError:
-                if own:
-                    await http.close()
-                raise CannotConnect(
-                    f"cannot connect to the daemon at {url}: no answer within {timeout:g}s"
-                ) from None
-            except BaseException:
-                if own:
-                    await http.close()
-                raise
-            return cls(url, ws, http, own, hello)
+            if ssh is not None:
+                return await _connect_over_ssh(cls, ssh, url, token, timeout=timeout, ssl=ssl, heartbeat=heartbeat)
+            if url is None or token is None:
+                raise ValueError("url and token are required unless ssh is given")
+            return await _connect(cls, url, token, timeout=timeout, ssl=ssl, session=session, heartbeat=heartbeat)
 
+        if ssh is not None and session is not None:
+            raise ValueError("a session cannot be combined with ssh: the tunnel makes its own")
         return _Connecting(connect)
 
     @property
@@ -440,6 +438,9 @@ class Client:
         await asyncio.shield(self._reader)
         if self._owns_session and not self._session.closed:
             await self._session.close()
+        if self._tunnel is not None:
+            tunnel, self._tunnel = self._tunnel, None
+            await tunnel.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -523,6 +524,68 @@ class Client:
         for subscription in subscriptions.values():
             subscription._connection_lost(reason)
         self._early.clear()
+
+
+async def _connect(
+    cls: type[Client],
+    url: str,
+    token: str,
+    *,
+    timeout: float,
+    ssl: Any,
+    session: aiohttp.ClientSession | None,
+    heartbeat: float | None,
+) -> Client:
+    own = session is None
+    http = aiohttp.ClientSession() if session is None else session
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await _open(http, url, token, ssl, heartbeat)
+            try:
+                hello = await _receive_hello(ws, url)
+            except BaseException:
+                await ws.close()
+                raise
+    except TimeoutError:
+        if own:
+            await http.close()
+        raise CannotConnect(f"cannot connect to the daemon at {url}: no answer within {timeout:g}s") from None
+    except BaseException:
+        if own:
+            await http.close()
+        raise
+    return cls(url, ws, http, own, hello)
+
+
+async def _connect_over_ssh(
+    cls: type[Client], ssh: SshOptions, url: str | None, token: str | None, *, timeout: float, ssl: Any,
+    heartbeat: float | None,
+) -> Client:
+    from .ssh import open_tunnel, remote_address
+
+    host, port = remote_address(url, DEFAULT_LISTEN)
+    where = f"ws://{'[' + host + ']' if ':' in host else host}:{port}/api/v1/ws"
+    tunnel = await open_tunnel(ssh, host, port)
+    session: aiohttp.ClientSession | None = None
+    try:
+        if token is None:
+            token = await tunnel.read_token()
+        session = tunnel.session()
+        try:
+            client = await _connect(cls, url or where, token, timeout=timeout, ssl=ssl, session=session,
+                                    heartbeat=heartbeat)
+        except CannotConnect as exc:
+            raise CannotConnect(f"{exc.message} (through ssh {ssh.target}; is the daemon running there, "
+                                f"listening on {host}:{port}?)") from None
+    except BaseException:
+        if session is not None:
+            await session.close()
+        await tunnel.close()
+        raise
+    # The tunnel's session is ours to close, as is the tunnel.
+    client._owns_session = True
+    client._tunnel = tunnel
+    return client
 
 
 async def _open(
