@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"build_overhead_ratio", "launch_overhead_ratio", "log_stream_lines_per_s", "log_stream_rss_growth_mb",
         "cert_issue_ms_p50", "cert_issue_speedup_vs_openssl_cli", "verify_cached_us_p50", "verify_cold_ms_p50",
         "hpke_c_seal_open_us_p50", "attested_read_ms_p50", "attested_read_vs_plain_ratio",
-        "attested_throughput_vs_plain_ratio"}
+        "attested_throughput_vs_plain_ratio", "console_input_latency_ms_p99", "console_events_dropped"}
 # Keys that compare ours with a baseline measured in the same run: both figures are reported.
 COMPARED = ("build_overhead_ratio", "launch_overhead_ratio", "log_stream_lines_per_s",
-            "cert_issue_speedup_vs_openssl_cli", "hpke_c_seal_open_us_p50", "attested_read_vs_plain_ratio")
+            "cert_issue_speedup_vs_openssl_cli", "hpke_c_seal_open_us_p50", "attested_read_vs_plain_ratio",
+            "console_input_latency_ms_p99")
 
 
 def _number(value: object) -> bool:
@@ -55,7 +56,8 @@ def test_only_accepts_benchmark_names_and_result_keys() -> None:
     assert parse_args(["--only", "verify_cold_ms_p50"]).selected == ["attestation"]
     assert parse_args(["--only", "attested_throughput_vs_plain_ratio", "--only", "hpke"]).selected == [
         "hpke", "attested_read"]
-    assert parse_args([]).selected == ["build", "launch", "log_stream", "attestation", "hpke", "attested_read"]
+    assert parse_args([]).selected == ["build", "launch", "log_stream", "attestation", "hpke", "attested_read",
+                                      "console"]
 
 
 def test_build_baseline_maps_every_sandbox_path_to_the_host() -> None:

@@ -39,13 +39,14 @@ from attestables.shared.local_daemon import LocalDaemon
 from .attestation import bench_attestation
 from .attested_read import bench_attested_read
 from .build import bench_build
+from .console import bench_console
 from .hpke import bench_hpke
 from .launch import bench_launch
 from .log_stream import bench_log_stream
 from .measure import Result
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("build", "launch", "log_stream", "attestation", "hpke", "attested_read")
+BENCHMARKS = ("build", "launch", "log_stream", "attestation", "hpke", "attested_read", "console")
 # The benchmarks that use the shared daemon; the others start what they need themselves.
 DAEMON_BENCHMARKS = ("build", "launch", "log_stream", "attestation")
 # --only also accepts the result keys each benchmark produces.
@@ -62,6 +63,8 @@ KEYS = {
     "attested_read_ms_p50": "attested_read",
     "attested_read_vs_plain_ratio": "attested_read",
     "attested_throughput_vs_plain_ratio": "attested_read",
+    "console_input_latency_ms_p99": "console",
+    "console_events_dropped": "console",
 }
 FULL = {"repeats": 30, "stream_lines": 200_000, "stream_repeats": 5, "attest_repeats": 30, "verify_repeats": 200,
         "verify_batch": 1000, "hpke_repeats": 10, "hpke_rounds": 500, "reads": 100, "read_repeats": 5,
@@ -225,6 +228,9 @@ async def run_benchmarks(args: argparse.Namespace, log_path: Path) -> tuple[list
             await _run_one("attested_read", lambda: bench_attested_read(
                 args.reads, args.read_repeats, args.concurrency, args.concurrent_reads, args.concurrent_repeats),
                 results, errors)
+        if "console" in args.selected:
+            await _run_one("console", lambda: bench_console(seconds=2.0 if args.quick else 10.0, rate=5000),
+                           results, errors)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return results, errors

@@ -1,0 +1,146 @@
+"""The console's parts on their own: the pump, the records, the diagram, the keys, the layers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+from attestables.shared.client import Event
+from attestables.tui.actions import ACTIONS, BY_ID, TABS, bindings
+from attestables.tui.connection import Backoff, EventPump
+from attestables.tui.messages import EventBatch, Snapshot
+from attestables.tui.records import MAX_TRACES, Records
+from attestables.tui.widgets.sequence import (
+    exchange,
+    lifelines_for,
+    positions,
+    render_arrow,
+)
+
+
+class Feed:
+    """A subscription stand-in: events put in arrive in order, then the stream ends."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+    def get_nowait(self) -> Event:
+        item = self.queue.get_nowait()
+        if item is None:
+            self.queue.put_nowait(None)
+            raise asyncio.QueueEmpty
+        return item
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self.queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+
+async def posted_at_least(posted: list[EventBatch], count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(posted) < count:
+            await asyncio.sleep(0.005)
+
+
+def event(n: int, topic: str = "traces.message", **data: Any) -> Event:
+    return Event("sub-1", topic, n, {"id": n, "run_id": "r_1", "service_id": "store", **data})
+
+
+async def test_pump_batches_and_waits_for_the_screen() -> None:
+    """Events arrive in order, in few batches; no batch is sent while the last is unapplied."""
+    posted: list[EventBatch] = []
+    feed = Feed()
+    pump = EventPump(posted.append, flush_s=0.01)
+    task = asyncio.create_task(pump.run(feed))
+    for n in range(1, 1001):
+        feed.queue.put_nowait(event(n))
+    await posted_at_least(posted, 1)
+    for n in range(1001, 2001):
+        feed.queue.put_nowait(event(n))
+    await asyncio.sleep(0.05)  # many flush intervals
+    assert len(posted) == 1  # the first batch is not applied yet: nothing more is sent
+    posted[0].handled = True
+    await posted_at_least(posted, 2)
+    feed.queue.put_nowait(None)
+    await task
+    seqs = [e.seq for batch in posted for e in batch.events]
+    assert seqs == list(range(1, 2001)) and len(posted) <= 3
+    assert pump.dropped == 0
+
+
+async def test_pump_drops_the_oldest_and_says_so() -> None:
+    posted: list[EventBatch] = []
+    feed = Feed()
+    pump = EventPump(posted.append, flush_s=0.01, max_pending=100)
+    gaps: list[int] = []
+    pump.on_gap = lambda: gaps.append(1)
+    task = asyncio.create_task(pump.run(feed))
+    feed.queue.put_nowait(event(1))
+    await posted_at_least(posted, 1)  # batch 1 posted, never marked handled
+    for n in range(2, 502):
+        feed.queue.put_nowait(event(n))
+    feed.queue.put_nowait(None)
+    await task
+    assert posted[-1].dropped == 400 and [e.seq for e in posted[-1].events] == list(range(402, 502))
+    assert gaps, "a drop asks for a re-read of the records"
+
+
+def test_backoff_doubles_up_to_its_maximum() -> None:
+    backoff = Backoff(first=0.5, maximum=4, rng=lambda: 0.5)
+    assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next() == 0.5
+
+
+def test_records_never_go_back_and_stay_bounded() -> None:
+    records = Records()
+    running = {"run_id": "r_1", "state": "running", "created_at": "1"}
+    records.load(Snapshot(runs=[{**running, "state": "exited"}], complete=True))
+    records.apply([Event("s", "runs.state", 5, running)])  # a late event
+    assert records.runs["r_1"]["state"] == "exited"
+    records.apply([event(n) for n in range(1, MAX_TRACES + 101)])
+    assert len(records.traces) == MAX_TRACES and records.traces[0]["id"] == 101
+    changes = records.apply([Event("s", "events.gap", 9, {"dropped": 7})], dropped=3)
+    assert changes.lost == 10 and records.lost == 10
+
+
+def test_sequence_of_a_read_and_a_refusal() -> None:
+    xs = positions(78, 5)
+    ok = exchange({"id": 1, "op": "read", "service_id": "store", "bytes_in": 73, "bytes_out": 407,
+                   "http_status": 200, "outcome": "ok", "latency_ms": 13.5,
+                   "verification": {"status": "affirming"}}, 2)
+    assert [(a.source, a.target) for a in ok] == [(0, 1), (1, 2), (2, 1), (1, 0)]
+    lines = [render_arrow(a, xs, 78).plain for a in ok]
+    assert lines[0].startswith("#1") and "READ store" in lines[0] and lines[0].count("▶") == 1
+    assert "◀" in lines[3] and "OK" in lines[3]
+    refused = exchange({"id": 2, "op": "write", "service_id": "messaging", "bytes_in": 9, "bytes_out": 0,
+                        "http_status": 403, "outcome": "contraindicated", "latency_ms": 3.0}, 4)
+    assert any("DENIED" in label for label in refused[-1].labels)
+    unknown = exchange({"id": 3, "op": "read", "service_id": "nope", "outcome": "unknown_service"}, 5)
+    assert len(unknown) == 2 and "UNKNOWN_SERVICE" in unknown[-1].labels[0]
+    assert lifelines_for(["extra", "store"]) == ["store", "transport", "messaging", "extra"]
+
+
+def test_every_action_has_an_id_a_key_and_a_tab() -> None:
+    assert len(BY_ID) == len(ACTIONS)
+    for tab in (None, *TABS):
+        keys = [b.key for b in bindings(tab)]
+        assert len(keys) == len(set(keys)), f"two actions share a key in {tab}"
+    for action in ACTIONS:
+        assert action.id and action.key and action.description and action.help
+        assert action.tab is None or action.tab in TABS
+
+
+def test_the_console_imports_neither_the_daemon_nor_the_cli() -> None:
+    code = ("import sys, attestables.tui.app, attestables.tui.connection, attestables.tui.fixture\n"
+            "print(','.join(sorted(m for m in sys.modules if m.startswith(('attestables.daemon', "
+            "'attestables.cli', 'attestables.apps')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", out

@@ -1,0 +1,1 @@
+"""Widgets the console's tabs are built from."""

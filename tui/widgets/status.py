@@ -1,0 +1,50 @@
+"""The status line: the state of the link to the daemon, always visible, and the event counts."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from ..messages import CONNECTED, CONNECTING, ConnectionChanged
+
+
+class ConnectionStatus(Static):
+    """``● connected ws://… · daemon 0.1.0 · 1,234 events · 0 lost`` or what the link is doing."""
+
+    events: reactive[int] = reactive(0, init=False)
+    lost: reactive[int] = reactive(0, init=False)
+
+    def __init__(self, url: str, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.url = url
+        self.state = CONNECTING
+        self.line = Text(f"○ connecting to {url}", style="yellow")
+
+    def show(self, change: ConnectionChanged) -> None:
+        self.url = change.url
+        self.state = change.state
+        if change.state == CONNECTED:
+            version = f" · daemon {change.server_version}" if change.server_version else ""
+            self.line = Text.assemble(("● connected ", "bold green"), (f"{change.url}{version}", ""))
+        elif change.state == CONNECTING:
+            attempt = f" (attempt {change.attempt})" if change.attempt > 1 else ""
+            self.line = Text(f"○ connecting to {change.url}{attempt}", style="yellow")
+        else:
+            retry = f"; retrying in {change.retry_in:.1f} s" if change.retry_in is not None else ""
+            self.line = Text.assemble(("✕ disconnected ", "bold red"),
+                                      (f"{change.detail or change.url}{retry}", "red"))
+        self.set_class(change.state != CONNECTED, "-offline")
+        self._draw()
+
+    def watch_events(self) -> None:
+        self._draw()
+
+    def watch_lost(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        counts = Text(f" · {self.events:,} events", style="dim")
+        if self.lost:
+            counts.append(f" · {self.lost:,} lost", style="bold red")
+        self.update(Text.assemble(self.line, counts), layout=False)
