@@ -63,12 +63,12 @@ async def open_tab(app: ConsoleApp, pilot: Any, key: str, tab: str) -> None:
     await pilot.press(key)
     await settle(app, pilot)
     await until(pilot, lambda: app.query_one(TabbedContent).active == tab and app.focused is not None
-                and app.pane(tab) in app.focused.ancestors_with_self, f"the {tab} tab to show, focused", timeout=5)
+                and app.pane(tab) in app.focused.ancestors_with_self, f"the {tab} tab to show, focused", timeout=30)
 
 
 async def fill(app: ConsoleApp, pilot: Any, values: dict[str, str]) -> None:
     """Type into the open form's fields, then submit it with its key."""
-    await until(pilot, lambda: isinstance(app.screen, FormScreen), "the form to open", timeout=5)
+    await until(pilot, lambda: isinstance(app.screen, FormScreen), "the form to open", timeout=30)
     for name, value in values.items():
         app.screen.query_one(f"#field-{name}").value = value  # type: ignore[attr-defined]
     await pilot.press("ctrl+s")
@@ -174,7 +174,7 @@ async def test_operator_session(study: CaseStudy, tmp_path: Path) -> None:
         await open_tab(app, pilot, "4", "runs")
         assert app.query_one("#runs-table", KeyedTable).select_key(integration_run)
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", timeout=5)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", timeout=30)
         await pilot.press("y")
         await settle(app, pilot)
         await until(pilot, lambda: app.records.runs[integration_run]["state"] == "killed", "the stopped run")
