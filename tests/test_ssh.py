@@ -300,3 +300,27 @@ async def test_asyncssh_server_tunnel_token_and_host_key_policy(daemon: Any, asy
     known.write_text(known_hosts_line(port, keys["other_host"]))
     with pytest.raises(CannotConnect, match="has CHANGED"):
         await Client.connect(daemon.url, daemon.token, ssh=accept)
+
+
+async def test_the_console_connects_through_openssh(daemon: Any, sshd: Sshd, keys: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    import functools
+
+    from attestables.shared.client import Client
+    from attestables.shared.ssh import SshOptions
+    from attestables.tui.app import create_app
+    from attestables.tui.connection import LiveSource
+
+    from .console.conftest import text_of, until
+
+    known = tmp_path / "known_hosts"
+    known.write_text(known_hosts_line(sshd.port, sshd.host_key))
+    options = SshOptions.from_spec(f"{USER}@127.0.0.1:{sshd.port}", key_file=keys["client"], known_hosts=known,
+                                   accept_new=False, state_dir=str(daemon.state_dir))
+    # No token given: the console's connection reads it on the far side, like the CLI's.
+    source = LiveSource(daemon.url, None, connect=functools.partial(Client.connect, ssh=options))  # type: ignore[arg-type]
+    app = create_app(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "connected to the daemon" in text_of(app.query_one("#overview-health")),
+                    "the console to connect through the SSH tunnel", timeout=60)
+    assert "Accepted publickey" in sshd.log.read_text()

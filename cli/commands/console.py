@@ -9,12 +9,13 @@ its tabs and keys.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 from attestables.shared.errors import InvalidParams
 
-from ..registry import Subparsers, add_local_command
+from ..registry import Subparsers, add_local_command, connection_options, ssh_options
 
 ORDER = 8
 
@@ -26,12 +27,9 @@ def register(subparsers: Subparsers) -> None:
         description="Open the operator console: a full-screen terminal app with live tabs for the daemon, "
         "sources, builds, runs, attestations, the EAI message trace and services. It reconnects by itself "
         "and always shows the state of the connection. Press F1 for the keys, Ctrl+P for every action.",
+        # The same --url, --token-file and --ssh* options as every client command.
+        parents=[connection_options()],
     )
-    parser.add_argument("--url", metavar="URL",
-                        help="the daemon's websocket URL (default: $ATTESTABLES_URL, else the local daemon)")
-    parser.add_argument("--token-file", metavar="FILE",
-                        help="read the API token from FILE (default: $ATTESTABLES_TOKEN, else the state "
-                        "directory's api-token)")
     parser.add_argument("--policy", metavar="POLICY.toml",
                         help="the appraisal policy the Attestation tab verifies against (can be chosen later)")
     parser.add_argument("--bind", action="append", default=[], metavar="ID=KEY",
@@ -54,11 +52,20 @@ def parse_bindings(values: list[str]) -> dict[str, str]:
 
 
 def console(args: argparse.Namespace) -> int:
-    from attestables.shared.client import URL_ENV, find_token
+    from attestables.shared.client import TOKEN_ENV, URL_ENV, Client, find_token
     from attestables.shared.paths import default_url
 
-    url = args.url or os.environ.get(URL_ENV) or default_url()
-    token = find_token(args.token_file)
+    ssh = ssh_options(args)
+    if ssh is not None:
+        # Tunnelled: --url names the daemon's address on the remote host, and without a token
+        # option the token is read there over the same SSH connection.
+        url = args.url
+        token = find_token(args.token_file) if args.token_file or os.environ.get(TOKEN_ENV) else None
+        connect = functools.partial(Client.connect, ssh=ssh)
+    else:
+        url = args.url or os.environ.get(URL_ENV) or default_url()
+        token = find_token(args.token_file)
+        connect = Client.connect
     keymap = parse_bindings(args.bind)
     if not sys.stdout.isatty():
         raise InvalidParams("the console needs a terminal (stdout is not a tty)")
@@ -66,6 +73,7 @@ def console(args: argparse.Namespace) -> int:
     from attestables.tui.app import create_app
     from attestables.tui.connection import LiveSource
 
-    app = create_app(LiveSource(url, token), policy=args.policy, keymap=keymap)
+    app = create_app(LiveSource(url or f"ssh://{args.ssh}", token, connect=connect),  # type: ignore[arg-type]
+                     policy=args.policy, keymap=keymap)
     app.run()
     return 0
