@@ -174,8 +174,17 @@ class Certificates:
             """SELECT c.serial, c.revocation_reason, c.revoked_at, r.state FROM certificates c
                JOIN runs r USING (run_id)
                WHERE c.revoked_at IS NOT NULL OR r.state IN ('exited', 'failed', 'killed', 'lost')""")
+        in_crl = {r.serial: r for r in self.ca.revocations()}
         for row in rows:
-            if self.ca.is_revoked(row["serial"]):
+            published = in_crl.get(row["serial"])
+            if published is not None:
+                if row["revoked_at"] is None:
+                    # revoke() writes the CRL first: a crash before the record was updated
+                    # leaves a revoked certificate that the records call valid. Complete them.
+                    await self.daemon.db.execute(
+                        "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?",
+                        (_iso(published.revoked_at, "milliseconds"), published.reason, row["serial"]))
+                    log.info("recorded the revocation of certificate %s the CRL already held", row["serial"])
                 continue
             reason = row["revocation_reason"] or DAEMON_LOST
             await asyncio.to_thread(self.ca.revoke, row["serial"], reason)

@@ -14,6 +14,7 @@ from typing import Any
 
 from attestables.shared import __version__, protocol
 from attestables.shared.channel import ServiceKey
+from attestables.shared.files import is_temp_name
 
 from .builds.manager import Builds
 from .builds.toolchains import Toolchain, detect_toolchains
@@ -34,6 +35,17 @@ from .store.db import SCHEMA_VERSION as DB_SCHEMA_VERSION, Database
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 3600.0
+
+
+def _sweep_temp(directory: Path) -> int:
+    """Remove the temp files (``shared.files.is_temp_name``) an interrupted write left in
+    ``directory`` (not below it); returns how many."""
+    removed = 0
+    for path in directory.glob(".*.tmp") if directory.is_dir() else ():
+        if is_temp_name(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 class Daemon:
@@ -83,7 +95,9 @@ class Daemon:
         ca = await asyncio.to_thread(Certificates.open_ca, settings)
         work = prepare_work_dir(state, settings.work_dir)
         blobs = BlobStore(state / "blobs")
-        swept = blobs.sweep_temp()
+        # Temp files of writes a killed daemon left: blobs, and the CA's (the CRL is
+        # rewritten at every revocation), and the state dir's own (token, work-dir marker).
+        swept = blobs.sweep_temp() + _sweep_temp(state / "ca") + _sweep_temp(state)
         if swept:
             log.info("removed %d temp files left by an interrupted write", swept)
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)

@@ -90,6 +90,10 @@ class Connection:
             for task in list(self._tasks):
                 task.cancel()
             writer.cancel()
+            # Python 3.11's wait_for swallows a cancellation that arrives just as the frame
+            # it awaits is sent: the writer would then wait for a wakeup forever, and this
+            # handler (and its slot under max_clients) with it. _closing ends its loop.
+            self._wakeup.set()
             await asyncio.gather(writer, *self._tasks, return_exceptions=True)
 
     async def _reader(self) -> None:
@@ -105,6 +109,9 @@ class Connection:
             message = protocol.decode(frame)
         except (msgspec.DecodeError, UnicodeDecodeError):
             self._respond(protocol.error(None, ParseError("frame is not valid JSON")))
+            return
+        except RecursionError:  # msgspec's depth guard: arrays or objects nested ~1000 deep
+            self._respond(protocol.error(None, ParseError("frame is nested too deeply")))
             return
         if self._inflight.locked():
             id_ = message.get("id") if isinstance(message, dict) else None
@@ -124,10 +131,10 @@ class Connection:
     async def _writer(self) -> None:
         ws = self.ws
         try:
-            while True:
+            while not self._closing:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._responses or self._events or self._gaps:
+                while (self._responses or self._events or self._gaps) and not self._closing:
                     if self._responses:
                         frame = protocol.encode(self._responses.popleft())
                     elif self._events:

@@ -15,9 +15,12 @@ from attestables.shared.errors import InvalidParams, NotFound
 from .dispatch import CallContext, Params, method
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Version = Annotated[int, msgspec.Meta(ge=1)]
+# Numbers that reach SQLite stay within its 64-bit INTEGER (a larger one is invalid_params,
+# not an OverflowError in the handler).
+SQL_INT_MAX = 2**63 - 1
+Version = Annotated[int, msgspec.Meta(ge=1, le=SQL_INT_MAX)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=SQL_INT_MAX)]
 
 
 # -- system ---------------------------------------------------------------------------------

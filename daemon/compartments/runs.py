@@ -265,6 +265,10 @@ class Runs:
         """
         rows = await self.daemon.db.fetchall(
             "SELECT run_id, pid FROM runs WHERE state IN ('pending', 'starting', 'running')")
+        if self.daemon.host.is_root:
+            killed = _kill_orphaned_sandboxes(self.settings.sandbox_uid_base, self.settings.sandbox_uid_count)
+            if killed:
+                log.warning("killed %d sandbox process(es) a dead daemon left behind", killed)
         for row in rows:
             if row["pid"]:
                 _kill_leftover(row["pid"])
@@ -518,6 +522,36 @@ def _children(pid: int) -> list[int]:
             return [int(p) for p in fh.read().split()]
     except (OSError, ValueError):
         return []
+
+
+def _kill_orphaned_sandboxes(uid_base: int, uid_count: int) -> int:
+    """SIGKILL sandbox processes orphaned by a dead daemon; returns how many.
+
+    bubblewrap's --die-with-parent has a window (bubblewrap#633): a sandbox's inner bwrap
+    (its pid 1) may miss its parent's death and run on, reparented to init. Such a process
+    is recognisable: its parent is init, its real uid is in the sandbox range no account
+    uses, and it is bwrap. Killing a pid namespace's init ends everything inside it.
+    """
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            ppid = int(fields["PPid"].split()[0])
+            uid = int(fields["Uid"].split()[0])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                program = fh.read().split(b"\0", 1)[0]
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+        if ppid == 1 and uid_base <= uid < uid_base + uid_count and program.endswith(b"bwrap"):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+    return killed
 
 
 def _kill_leftover(pid: int) -> None:

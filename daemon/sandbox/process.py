@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 OutputCallback = Callable[[str, bytes], None]  # (stream name, chunk)
 READ_CHUNK = 256 * 1024
+_RESET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,11 @@ class SandboxProcess:
         for parent_fd, child_fd in extra_fds:
             actions.append((os.POSIX_SPAWN_DUP2, parent_fd, child_fd))
         try:
-            pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions, setsid=True)
+            # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across
+            # exec, so without setsigdef every sandboxed program would inherit that (a write
+            # to a closed pipe, or past RLIMIT_FSIZE, would fail instead of killing it).
+            pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions, setsid=True,
+                                 setsigdef=_RESET_SIGNALS)
         finally:
             for fd in (out_w, err_w, devnull, *moved):
                 os.close(fd)
