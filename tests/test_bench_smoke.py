@@ -57,7 +57,9 @@ def test_only_accepts_benchmark_names_and_result_keys() -> None:
     assert parse_args(["--only", "attested_throughput_vs_plain_ratio", "--only", "hpke"]).selected == [
         "hpke", "attested_read"]
     assert parse_args([]).selected == ["build", "launch", "log_stream", "attestation", "hpke", "attested_read",
-                                      "console"]
+                                      "console", "load"]
+    assert "load" not in parse_args(["--quick"]).selected  # too long for the smoke run
+    assert parse_args(["--quick", "--only", "load_cmd_ms_p99"]).selected == ["load"]
 
 
 def test_build_baseline_maps_every_sandbox_path_to_the_host() -> None:

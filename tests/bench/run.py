@@ -42,11 +42,15 @@ from .build import bench_build
 from .console import bench_console
 from .hpke import bench_hpke
 from .launch import bench_launch
+from .load import bench_load
 from .log_stream import bench_log_stream
 from .measure import Result
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("build", "launch", "log_stream", "attestation", "hpke", "attested_read", "console")
+BENCHMARKS = ("build", "launch", "log_stream", "attestation", "hpke", "attested_read", "console", "load")
+# Too long for the smoke run (--quick) unless asked for by --only; the 10-minute soak is in
+# `make reliability` (python -m tests.bench.load --soak).
+NOT_QUICK = ("load",)
 # The benchmarks that use the shared daemon; the others start what they need themselves.
 DAEMON_BENCHMARKS = ("build", "launch", "log_stream", "attestation")
 # --only also accepts the result keys each benchmark produces.
@@ -65,6 +69,9 @@ KEYS = {
     "attested_throughput_vs_plain_ratio": "attested_read",
     "console_input_latency_ms_p99": "console",
     "console_events_dropped": "console",
+    "load_cmd_ms_p99": "load",
+    "load_rss_mb": "load",
+    "load_errors": "load",
 }
 FULL = {"repeats": 30, "stream_lines": 200_000, "stream_repeats": 5, "attest_repeats": 30, "verify_repeats": 200,
         "verify_batch": 1000, "hpke_repeats": 10, "hpke_rounds": 500, "reads": 100, "read_repeats": 5,
@@ -111,7 +118,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             setattr(args, name, sizes[name])
         elif getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    args.selected = [b for b in BENCHMARKS if not args.only or b in {KEYS.get(o, o) for o in args.only}]
+    args.selected = [b for b in BENCHMARKS if (b in {KEYS.get(o, o) for o in args.only} if args.only
+                                                else not (args.quick and b in NOT_QUICK))]
     return args
 
 
@@ -228,6 +236,8 @@ async def run_benchmarks(args: argparse.Namespace, log_path: Path) -> tuple[list
             await _run_one("attested_read", lambda: bench_attested_read(
                 args.reads, args.read_repeats, args.concurrency, args.concurrent_reads, args.concurrent_repeats),
                 results, errors)
+        if "load" in args.selected:
+            await _run_one("load", bench_load, results, errors)
         if "console" in args.selected:
             await _run_one("console", lambda: bench_console(seconds=2.0 if args.quick else 10.0, rate=5000),
                            results, errors)
