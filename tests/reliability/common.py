@@ -7,9 +7,10 @@ import asyncio
 import os
 import re
 import threading
+from collections.abc import Awaitable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 
 from attestables.shared.client import Client
 

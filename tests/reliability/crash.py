@@ -19,15 +19,16 @@ Then it waits for the iteration's *target* — an upload just sent, a build ente
 ``running``, a run starting, a certificate issued or revoked, a message crossing the
 broker, or just a random delay — adds a random jitter, and SIGKILLs the daemon.
 
-After each kill: no process of the dead daemon survives (this script is a child
-subreaper, so every orphaned sandbox process becomes its child and is seen; the runs'
-recorded pids are checked too). After each restart, before anything new starts:
-``PRAGMA integrity_check`` is ok, every blob the database names exists and hashes right,
-there is no temp file anywhere in the state dir, no run or build is left under way (the
-runs that were are ``lost``), every certificate of an ended run is revoked in the
-records and in the CRL served at ``/api/v1/crl``, run output files are whole JSON lines
-(the last may be torn), and the dead daemon's scratch dir is gone. Then the daemon must
-serve again. At the end it runs and certifies a program end to end.
+After each restart, before anything new starts: no process of the dead daemon survives
+(its sandboxes run as uids of a range of their own, so any live process with such a uid is
+one of them, wherever it was reparented; the runs' recorded pids are checked too; how many
+outlived the kill itself, to be killed by the next start, is counted); ``PRAGMA
+integrity_check`` is ok, every blob the database names exists and hashes right, there is
+no temp file anywhere in the state dir, no run or build is left under way (the runs that
+were are ``lost``), every certificate of an ended run is revoked in the records and in the
+CRL served at ``/api/v1/crl``, run output files are whole JSON lines (the last may be
+torn), and the dead daemon's scratch dir is gone. Then the daemon must serve again. At the
+end it runs and certifies a program end to end.
 
 Exit status 0 when every invariant held at every iteration, 1 otherwise (the violations
 are printed and written to ``--json``).
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import random
@@ -48,9 +48,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -63,8 +64,11 @@ from . import invariants
 from .common import build, serves_normally, wait_terminal
 
 PHASES = ("upload", "build", "run", "cert_issued", "cert_revoked", "eai", "random")
-PR_SET_CHILD_SUBREAPER = 36
 PROCESS_GRACE_S = 3.0
+# The daemon's sandboxes run as uids of a range of their own, above the default range
+# other daemons on the machine use: a process with such a uid is this script's sandbox.
+UID_BASE = 1_879_048_192 + 65_536 + 8_192
+UID_COUNT = 4_096
 TRIGGER_TIMEOUT_S = 5.0
 
 WAITER = """\
@@ -95,13 +99,6 @@ int main(void)
 """
 
 
-def become_subreaper() -> None:
-    """Orphaned descendants (a dead daemon's sandboxes) become our children, not init's."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
 @dataclass
 class Report:
     iterations: int = 0
@@ -110,6 +107,7 @@ class Report:
     violations: list[dict[str, Any]] = field(default_factory=list)
     work: Counter[str] = field(default_factory=Counter)
     lost_runs: int = 0
+    orphaned_at_kill: int = 0
     unreferenced_blobs: int = 0
     restart_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -123,6 +121,7 @@ class Report:
         return {"iterations": self.iterations, "kills_by_phase": dict(self.kills),
                 "triggered_by_phase": dict(self.triggered), "violations": self.violations,
                 "work_done": dict(self.work), "runs_lost": self.lost_runs,
+                "sandbox_processes_orphaned_at_kill": self.orphaned_at_kill,
                 "unreferenced_blobs_at_end": self.unreferenced_blobs,
                 "restart_s_p50": restart[len(restart) // 2] if restart else None,
                 "restart_s_max": restart[-1] if restart else None, "elapsed_s": round(self.elapsed_s, 1)}
@@ -132,7 +131,7 @@ class Workload:
     """What runs against the daemon during one iteration, and the events that can trigger
     the kill."""
 
-    def __init__(self, crash: "Crash", client: Client, rng: random.Random) -> None:
+    def __init__(self, crash: Crash, client: Client, rng: random.Random) -> None:
         self.crash = crash
         self.client = client
         self.rng = rng
@@ -238,13 +237,15 @@ class Crash:
         self.rng = random.Random(args.seed)
         self.report = Report()
         self.base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="attestables-crash-"))
-        self.study = CaseStudy(self.base, daemon_config={"stop_grace_s": 1.0})
+        self.uid_base = UID_BASE + (args.seed % 4) * UID_COUNT
+        self.study = CaseStudy(self.base, daemon_config={"stop_grace_s": 1.0, "sandbox_uid_base": self.uid_base,
+                                                         "sandbox_uid_count": UID_COUNT})
         self.hello_build = ""
         self.waiter_build = ""
         self.integration_build = ""
         self.last_sale = 0
-        self.known_children: set[int] = set()
         self.last_phase, self.last_hit = "", True
+        self.orphans: dict[int, str] = {}
         self.seen: set[tuple[str, str]] = set()
 
     @property
@@ -268,7 +269,6 @@ class Crash:
         self.last_sale = max((s["id"] for s in sales), default=0)
         await client.close()
         self.study.client = None
-        self.known_children = {s.proc.pid for s in self.study.services.values() if s.proc is not None}
 
     async def iteration(self, i: int) -> None:
         rng = self.rng
@@ -285,7 +285,7 @@ class Crash:
                         await asyncio.wait_for(workload.triggers[phase].wait(),
                                                TRIGGER_TIMEOUT_S * (3 if phase == "build" else 1))
                         hit = True
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         hit = False
                     # Within a few ms of the event: inside the write, the compile, the spawn...
                     low, high = {"upload": (0, 0.02), "build": (0.02, 0.2), "run": (0, 0.03)}.get(phase, (0, 0.01))
@@ -302,36 +302,37 @@ class Crash:
         await self.restart(i, lost, previous_work)
 
     async def after_kill(self, i: int) -> list[str]:
-        """No process of the dead daemon survives; returns the runs it left under way."""
+        """Let ``--die-with-parent`` take the dead daemon's sandboxes down; returns the runs
+        it left under way. What is still alive after the grace period is counted: it is
+        the next start's to kill (checked after the restart)."""
         runs, _ = invariants.active_rows(self.state_dir)
         deadline = time.monotonic() + PROCESS_GRACE_S
         while True:
-            self.reap()
-            leftover = self.stray_children()
-            pids = [pid for _, _, pid in runs if pid and invariants.process_alive(pid)]
-            if not leftover and not pids:
-                break
-            if time.monotonic() > deadline:
-                for pid in sorted(leftover | set(pids)):
-                    self.report.violate(i, "no_process_left", f"pid {pid} outlived its daemon "
-                                        f"({invariants.describe(pid)})")
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.2)
-                self.reap()
+            left = self.sandbox_processes() | {pid for _, _, pid in runs if pid and invariants.process_alive(pid)}
+            if not left or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
+        self.report.orphaned_at_kill += len(left)
+        self.orphans = {pid: invariants.describe(pid) for pid in left}
         return [run_id for run_id, _, _ in runs]
 
-    def stray_children(self) -> set[int]:
-        return {pid for pid in invariants.children_of(os.getpid()) - self.known_children
-                if invariants.process_alive(pid)}
+    def sandbox_processes(self) -> set[int]:
+        """Live processes running as one of this daemon's sandbox uids."""
+        return invariants.processes_of_uids(range(self.uid_base, self.uid_base + UID_COUNT))
 
-    def reap(self) -> None:
-        """Reap the zombies of orphans handed to us (never the services we started)."""
-        for pid in invariants.children_of(os.getpid()) - self.known_children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+    async def no_process_left(self, i: int) -> None:
+        """After the restart, before anything new starts: no sandbox process of the dead
+        daemon, and none of the pids its runs recorded, is alive."""
+        deadline = time.monotonic() + PROCESS_GRACE_S
+        while left := self.sandbox_processes() | {p for p in self.orphans if invariants.process_alive(p)}:
+            if time.monotonic() > deadline:
+                for pid in sorted(left):
+                    was = self.orphans.get(pid) or invariants.describe(pid)
+                    self.report.violate(i, "no_process_left", f"pid {pid} outlived its daemon and the restart ({was})")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(0.05)
 
     async def restart(self, i: int, lost: list[str], previous_work: Path) -> None:
         started = time.monotonic()
@@ -342,9 +343,9 @@ class Crash:
             raise
         self.report.restart_s.append(round(time.monotonic() - started, 3))
         self.report.lost_runs += len(lost)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{self.daemon.http_url}/api/v1/crl") as resp:
-                crl = await resp.read()
+        await self.no_process_left(i)
+        async with aiohttp.ClientSession() as session, session.get(f"{self.daemon.http_url}/api/v1/crl") as resp:
+            crl = await resp.read()
         for name, problems in invariants.check_all(self.state_dir, lost_runs=lost, previous_work=previous_work,
                                                    crl_der=crl).items():
             for problem in problems:
@@ -356,7 +357,7 @@ class Crash:
         try:
             async with Client.connect(self.daemon.url, self.daemon.token) as client:
                 await serves_normally(client)
-        except (AttestablesError, OSError, AssertionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, AttestablesError, OSError, AssertionError) as exc:
             self.report.violate(i, "serves", f"{type(exc).__name__}: {exc}")
         self.report.iterations += 1
 
@@ -365,12 +366,11 @@ class Crash:
         try:
             async with Client.connect(self.daemon.url, self.daemon.token) as client:
                 await serves_normally(client, self.hello_build)
-        except (AttestablesError, OSError, AssertionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, AttestablesError, OSError, AssertionError) as exc:
             self.report.violate(self.report.iterations, "serves_at_end", f"{type(exc).__name__}: {exc}")
         self.report.unreferenced_blobs = invariants.unreferenced_blobs(self.state_dir)
 
     async def run(self) -> Report:
-        become_subreaper()
         started = time.monotonic()
         await self.setup()
         try:
@@ -384,8 +384,8 @@ class Crash:
             await self.finish()
         finally:
             await self.study.stop()
-            self.reap()
-            for pid in self.stray_children():
+            await asyncio.sleep(1)
+            for pid in self.sandbox_processes():
                 self.report.violate(self.report.iterations, "no_process_left_at_end",
                                     f"pid {pid} ({invariants.describe(pid)})")
                 with contextlib.suppress(ProcessLookupError):

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cryptography import x509
 
@@ -97,7 +98,7 @@ def nothing_active(state_dir: Path, lost_runs: Iterable[str] = ()) -> list[str]:
         with connect(state_dir) as db:
             marks = ",".join("?" * len(lost))
             for run_id, state, reason in db.execute(
-                    f"SELECT run_id, state, reason FROM runs WHERE run_id IN ({marks})", lost):  # noqa: S608
+                    f"SELECT run_id, state, reason FROM runs WHERE run_id IN ({marks})", lost):
                 if (state, reason) != ("lost", "daemon_restart"):
                     problems.append(f"run {run_id} was active at the crash and is {state}/{reason}, not lost")
     return problems
@@ -168,7 +169,7 @@ def check_all(state_dir: Path, *, lost_runs: Iterable[str] = (), previous_work: 
     for name, check in checks.items():
         try:
             out[name] = check()
-        except Exception as exc:  # a check that cannot run is itself a finding
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run is itself a finding
             out[name] = [f"check failed: {type(exc).__name__}: {exc}"]
     return out
 
@@ -203,6 +204,24 @@ def describe(pid: int) -> str:
     inner = facts.get("NSpid", "").split()
     where = f"pid {inner[-1]} in its namespace" if len(inner) > 1 else "host namespace"
     return f"{where}, uid {facts.get('Uid', '?').split()[0]}, state {facts.get('State', '?')}: {cmdline(pid)[:120]}"
+
+
+def processes_of_uids(uids: range) -> set[int]:
+    """Live processes whose real uid is in ``uids``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                for line in fh:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) in uids and process_alive(int(entry)):
+                            found.add(int(entry))
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
 
 
 def children_of(pid: int) -> set[int]:

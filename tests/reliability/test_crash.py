@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from attestables import cheri
 from attestables.shared.client import Client
 from attestables.shared.local_daemon import LocalDaemon
@@ -25,10 +23,6 @@ from .crash import PHASES
 ROOT = Path(__file__).resolve().parents[2]
 # Every kill target once and one more; `make reliability` runs the script itself, 100 kills.
 ITERATIONS = len(PHASES) + 1
-# bubblewrap's --die-with-parent leaves the sandbox's init behind when bwrap is killed in
-# the instant after it started (containers/bubblewrap#633): a daemon bug until the daemon
-# reaps orphans itself (docs/reliability.md, "Known failures").
-BWRAP_RACE = "pid 1 in its namespace"
 
 
 def test_the_crash_script_finds_every_invariant_holding(tmp_path: Path) -> None:
@@ -43,12 +37,8 @@ def test_the_crash_script_finds_every_invariant_holding(tmp_path: Path) -> None:
     assert set(report["kills_by_phase"]) == set(PHASES)  # every target was tried
     assert sum(report["triggered_by_phase"].values()) >= ITERATIONS - 2, report  # and (nearly) always reached
     assert report["runs_lost"] > 0 and report["work_done"].get("certificates", 0) > 0, report
-    known = [v for v in report["violations"] if v["invariant"] == "no_process_left" and BWRAP_RACE in v["detail"]]
-    others = [v for v in report["violations"] if v not in known]
-    assert not others, f"seed {seed}: " + json.dumps(others, indent=1)
-    assert proc.returncode == (1 if known else 0), proc.stdout[-2000:]
-    if known:
-        pytest.xfail(f"seed {seed}: {len(known)} sandbox(es) outlived a killed daemon (bubblewrap#633)")
+    assert not report["violations"], f"seed {seed}: " + json.dumps(report["violations"], indent=1)
+    assert proc.returncode == 0, proc.stdout[-2000:]
 
 
 async def test_a_revocation_the_crl_holds_but_the_records_lost_is_completed_at_start(tmp_path: Path) -> None:

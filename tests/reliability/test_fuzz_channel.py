@@ -18,7 +18,8 @@ import asyncio
 import random
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .channel_cases import Case, check, expected, make_case
 from .common import build, c_program, run_to_end, serves_normally
@@ -69,8 +70,7 @@ def test_seeded_channel_cases(harness: Harness) -> None:
 @given(rng=st.randoms(use_true_random=False))
 def test_hypothesis_channel_cases(harness: Harness, rng: random.Random) -> None:
     build_id = relay(harness)
-    case = make_case(rng, small=True)
-    for case, run, output in harness.run(run_cases(harness, build_id, [case])):
+    for case, run, output in harness.run(run_cases(harness, build_id, [make_case(rng, small=True)])):
         check(case, run, output)
 
 

@@ -116,7 +116,7 @@ def test_descriptor_exhaustion_is_bounded_and_the_run_ends_cleanly(harness: Harn
 
 
 def test_a_flood_of_requests_is_contained(harness: Harness) -> None:
-    record, output, slowest = hostile_run(harness, "flood_requests", arg="3")
+    record, _, _ = hostile_run(harness, "flood_requests", arg="3")
     # Either the rate limit ended it, or the daemon kept up with every frame.
     if record["state"] == "failed":
         assert record["reason"] == "protocol_violation" and "flood" in record["error"], record
@@ -127,7 +127,7 @@ def test_a_flood_of_requests_is_contained(harness: Harness) -> None:
 
 
 def test_a_flood_that_never_reads_an_answer_stalls_only_its_own_run(harness: Harness) -> None:
-    record, output, _ = hostile_run(harness, "flood_no_drain", arg="30", wall_s=4)
+    record, _, _ = hostile_run(harness, "flood_no_drain", arg="30", wall_s=4)
     if record["state"] == "failed":
         assert record["reason"] == "protocol_violation" and "flood" in record["error"], record
     else:

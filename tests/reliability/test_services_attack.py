@@ -18,13 +18,15 @@ import json
 import os
 import random
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from attestables.daemon.ca import CertificateAuthority
 from attestables.shared import eai
@@ -97,7 +99,7 @@ def snapshot(service: LocalService) -> dict[str, str]:
             if table == "sqlite_sequence":  # AUTOINCREMENT counters: the log's moves, the rest must not
                 rows = db.execute("SELECT * FROM sqlite_sequence WHERE name != 'verifications' ORDER BY 1").fetchall()
             else:
-                rows = db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608 - our own names
+                rows = db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
             out[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
     return out
 
