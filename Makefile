@@ -18,7 +18,7 @@ bench: bootstrap
 	$(PY) -m tests.bench.run --output bench-results.json
 
 clean:
-	rm -rf .venv build *.egg-info .pytest_cache bench-results.json
+	rm -rf .venv build *.egg-info .pytest_cache bench-results.json reliability-*.json
 
 # docs/reliability.md: 100 daemon kills, the fuzzers and hostile programs at their full
 # counts, 50 clients x 200 commands, and the 10-minute soak. Every step runs; the target
