@@ -14,21 +14,18 @@ admin token (``admin-token``).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import IO, Any, Sequence
 
 import aiohttp
 
 from .eai import b64url_decode
-from .local_daemon import free_port
+from .child_server import ChildServer
 
 TLS_CERT_FILE = "tls.pem"
 ADMIN_TOKEN_FILE = "admin-token"
@@ -43,9 +40,11 @@ class ServiceCallError(RuntimeError):
         self.body = body
 
 
-class LocalService:
+class LocalService(ChildServer):
     """Start with ``await start()`` (or ``async with``); ``url``, ``admin_token``,
     ``tls_pem`` and ``tls_fingerprint`` are usable once it is healthy."""
+
+    stop_timeout = 10.0
 
     def __init__(
         self,
@@ -62,25 +61,18 @@ class LocalService:
         env: dict[str, str] | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
+        super().__init__(state_dir, port=port, log=log, env=env)
         self.kind = kind
-        self.state_dir = Path(state_dir)
-        self.port = port or free_port()
-        self._may_move = port is None  # see LocalDaemon: a first start may retry on a fresh port
+        self.what = f"{kind} service"
         self.policy = Path(policy) if policy is not None else None
         self.service_id = service_id or kind
         self.crl_url = crl_url
         self.crl_refresh = crl_refresh
         self.reply_delay = reply_delay
-        self.log = log
-        self.env = env
         self.extra_args = tuple(extra_args)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._probe_context: ssl.SSLContext | None = None
 
     # Where and how to reach it ----------------------------------------------------------
-
-    @property
-    def listen(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -134,75 +126,21 @@ class LocalService:
             argv += ["--reply-delay", str(self.reply_delay)]
         return argv + list(self.extra_args)
 
-    async def start(self, timeout: float = 30.0) -> "LocalService":
-        self.state_dir.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTABLES_")}
-        env.update(self.env or {})
-        for attempt in range(3):
-            self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=self.log, env=env,
-                                         start_new_session=True)
+    async def probe(self, session: aiohttp.ClientSession) -> bool:
+        if self._probe_context is None:
+            if not self.tls_cert_path.exists():
+                return False
             try:
-                await self.wait_healthy(timeout)
-            except RuntimeError:
-                if not self._may_move or attempt == 2:
-                    raise
-                self.port = free_port()
-                continue
-            self._may_move = False
-            return self
-        raise AssertionError("unreachable")
-
-    async def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        context: ssl.SSLContext | None = None
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"the {self.kind} service exited with status {self.proc.returncode} "
-                                       "during start")
-                if context is None and self.tls_cert_path.exists():
-                    try:
-                        context = self.ssl_context()
-                    except (ssl.SSLError, ValueError, OSError):
-                        context = None  # being written
-                if context is not None:
-                    try:
-                        async with session.get(f"{self.url}/healthz", ssl=context) as resp:
-                            if resp.status == 200:
-                                return
-                    except aiohttp.ClientError:
-                        pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the {self.kind} service did not become healthy within {timeout} s")
-                await asyncio.sleep(0.05)
+                self._probe_context = self.ssl_context()
+            except (ssl.SSLError, ValueError, OSError):
+                return False  # being written
+        async with session.get(f"{self.url}/healthz", ssl=self._probe_context) as resp:
+            return resp.status == 200
 
     def reload(self) -> None:
         """SIGHUP: the service re-reads its policy file."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGHUP)
-
-    async def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit status."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.to_thread(self.proc.wait, timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no cleanup runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    async def __aenter__(self) -> "LocalService":
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # Calls ------------------------------------------------------------------------------
 
