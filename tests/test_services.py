@@ -414,6 +414,22 @@ async def test_a_replayed_nonce_is_refused(world: World):
     assert (entry["outcome"], entry["http_status"]) == ("replay", 409)
 
 
+def test_a_nonce_is_claimed_once_until_its_row_expires(tmp_path: Path):
+    from attestables.apps.base import replay
+    from attestables.apps.base.database import BASE_MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "replay.db")
+    conn.executescript(BASE_MIGRATIONS[0])
+    assert replay.claim(conn, "n1", now=100.0, expires_at=200.0)
+    assert not replay.claim(conn, "n1", now=150.0, expires_at=300.0)  # still remembered
+    assert not replay.claim(conn, "n1", now=199.9, expires_at=300.0)
+    assert conn.execute("SELECT expires_at FROM replay WHERE nonce = 'n1'").fetchone() == (200.0,)
+    # Expired but not purged yet: a fresh claim takes the row over, with the new expiry.
+    assert replay.claim(conn, "n1", now=200.0, expires_at=400.0)
+    assert conn.execute("SELECT expires_at FROM replay WHERE nonce = 'n1'").fetchone() == (400.0,)
+    assert replay.claim(conn, "n2", now=200.0, expires_at=400.0)
+
+
 async def test_malformed_requests_are_refused_cleanly_and_store_nothing(world: World):
     service = world.transport
     run = issue(world.ca)

@@ -10,8 +10,9 @@ For every ``POST`` to an attested endpoint, in this order:
 3. the sealed query: opened with the service's key and
    ``info = build_info(REQUEST, service id, serial, nonce)`` (400 if it does not open),
    then decoded strictly as the endpoint's plaintext document (400);
-4. in one transaction: the nonce is claimed (409 ``replay`` if seen), the handler reads
-   or writes, the answer is sealed to the certificate's X25519 key with
+4. in one transaction, run whole on the database's thread (one hop,
+   ``ServiceDatabase.run``): the nonce is claimed (409 ``replay`` if seen), the handler
+   reads or writes, the answer is sealed to the certificate's X25519 key with
    ``build_info(RESPONSE, …)``, and the verification is logged;
 5. the answer ``{"sealed", "verification"}``.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from typing import Any
 
@@ -108,20 +110,24 @@ async def _handle(runtime: ServiceRuntime, endpoint: AttestedEndpoint[Any], requ
                              "certificate and nonce, or altered") from None
         query = decode_document(plaintext, endpoint.query, endpoint.document)
         now = time.time()
-        async with runtime.db.transaction() as conn:
-            expires_at = _nonce_expiry(runtime, leaf, result, now)
-            if not await replay.claim(conn, envelope.nonce, now=now, expires_at=expires_at):
+        expires_at = _nonce_expiry(runtime, leaf, result, now)
+        info = hpke.build_info(hpke.Direction.RESPONSE, runtime.service_id, leaf.serial, nonce)
+
+        def transact(conn: sqlite3.Connection) -> bytes:
+            # On the database's thread, inside BEGIN IMMEDIATE ... COMMIT: whatever raises
+            # here rolls the nonce claim and the handler's writes back.
+            if not replay.claim(conn, envelope.nonce, now=now, expires_at=expires_at):
                 raise Replay("this nonce was already used")
-            answer = await endpoint.handler(HandlerContext(conn, now, runtime.config, result), query)
+            answer = endpoint.handler(HandlerContext(conn, now, runtime.config, result), query)
             try:
-                sealed_answer = hpke.seal(
-                    leaf.public_key, encode(answer),
-                    hpke.build_info(hpke.Direction.RESPONSE, runtime.service_id, leaf.serial, nonce),
-                )
+                sealed_answer = hpke.seal(leaf.public_key, encode(answer), info)  # type: ignore[arg-type]
             except ValueError:  # e.g. a low-order X25519 key: nothing can be sealed to it
                 raise BadRequest("the run certificate's X25519 key cannot be sealed to") from None
             entry.http_status, entry.outcome = 200, "ok"
-            await verifications.record(conn, entry)
+            verifications.record(conn, entry)
+            return sealed_answer
+
+        sealed_answer = await runtime.db.run(transact)
     except ServiceError as exc:
         entry.http_status, entry.outcome = exc.status, exc.code
         exc.verification = entry.answer()
@@ -171,8 +177,7 @@ def _nonce_expiry(runtime: ServiceRuntime, leaf: Leaf, result: VerificationResul
 
 async def _record_alone(runtime: ServiceRuntime, entry: Verification) -> None:
     try:
-        async with runtime.db.transaction() as conn:
-            await verifications.record(conn, entry)
+        await runtime.db.run(lambda conn: verifications.record(conn, entry))
     except Exception:  # the refusal stands even if the log cannot be written
         log.exception("cannot record a verification")
 

@@ -13,23 +13,22 @@ claimed it for good.
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 from .database import ServiceDatabase
 
 
-async def claim(conn: aiosqlite.Connection, nonce: str, *, now: float, expires_at: float) -> bool:
-    """Record ``nonce``; False if it is already recorded and not yet expired."""
-    async with conn.execute("SELECT expires_at FROM replay WHERE nonce = ?", (nonce,)) as cursor:
-        row = await cursor.fetchone()
-    if row is not None and row[0] > now:
-        return False
-    await conn.execute(
+def claim(conn: sqlite3.Connection, nonce: str, *, now: float, expires_at: float) -> bool:
+    """Record ``nonce``; False if it is already recorded and not yet expired.
+
+    One statement: a new nonce is inserted; a known one is taken over only if its row has
+    expired (the purge had not removed it yet). No row changed means a replay."""
+    cursor = conn.execute(
         "INSERT INTO replay (nonce, expires_at) VALUES (?, ?) "
-        "ON CONFLICT(nonce) DO UPDATE SET expires_at = excluded.expires_at",
-        (nonce, expires_at),
+        "ON CONFLICT(nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE replay.expires_at <= ?",
+        (nonce, expires_at, now),
     )
-    return True
+    return cursor.rowcount == 1
 
 
 async def purge(db: ServiceDatabase, now: float) -> int:

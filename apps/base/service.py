@@ -2,17 +2,18 @@
 
 The base (server, verification, replay, sealing, logging, admin API) is the same for the
 three services; a kind only supplies a :class:`ServiceDefinition`. Attested handlers see
-a decoded, validated plaintext document and return an answer document; they run inside
-the request's database transaction, after the certificate passed the policy and the
-nonce was claimed.
+a decoded, validated plaintext document and return an answer document. They are plain
+functions: they run on the database's thread, inside the request's transaction, after
+the certificate passed the policy and the nonce was claimed (``database.ServiceDatabase.run``),
+so they never await and never touch the event loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import sqlite3
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
 
-import aiosqlite
 from aiohttp import web
 
 from attestables.shared.verifier import VerificationResult
@@ -31,7 +32,7 @@ Q = TypeVar("Q", bound=Strict)
 class HandlerContext:
     """What an attested handler works with."""
 
-    conn: aiosqlite.Connection  # inside the request's transaction
+    conn: sqlite3.Connection  # inside the request's transaction, on the database's thread
     now: float
     config: ServiceConfig
     verification: VerificationResult
@@ -47,7 +48,7 @@ class AttestedEndpoint(Generic[Q]):
     path: str
     operation: str  # "read" or "write" (attestables.shared.eai.ENDPOINTS)
     query: type[Q]
-    handler: Callable[[HandlerContext, Q], Awaitable[Answer]]
+    handler: Callable[[HandlerContext, Q], Answer]
     document: str  # the plaintext document's name, for error messages ("sales query")
 
 

@@ -7,10 +7,9 @@ outcome and the request's nonce (which travels in clear anyway).
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
-
-import aiosqlite
 
 from .database import ServiceDatabase
 from .timeutil import iso_now
@@ -32,8 +31,9 @@ class Verification:
         return {"status": self.status, "reasons": self.reasons}
 
 
-async def record(conn: aiosqlite.Connection, entry: Verification) -> None:
-    await conn.execute(
+def record(conn: sqlite3.Connection, entry: Verification) -> None:
+    """Add ``entry`` to the log, inside the caller's transaction (on the database's thread)."""
+    conn.execute(
         """INSERT INTO verifications (ts, endpoint, serial, fingerprint, status, reasons, http_status, outcome,
                                       nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (iso_now(), entry.endpoint, entry.serial, entry.fingerprint, entry.status, json.dumps(entry.reasons),

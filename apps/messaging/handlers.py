@@ -8,10 +8,10 @@ answer for the customer first (``POST /admin/messages/{id}/reply``), e.g. to dec
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from attestables.shared import eai
@@ -24,7 +24,7 @@ from .schema import MIGRATIONS, MessageSent, Reply, ReplyAnswer, ReplyQuery, Sen
 from .seed import seed
 
 
-def reply_of(row: aiosqlite.Row, *, now: float, delay: float) -> tuple[Reply | None, float | None]:
+def reply_of(row: sqlite3.Row, *, now: float, delay: float) -> tuple[Reply | None, float | None]:
     """The reply and when it came: the operator's, else the simulated customer's acceptance."""
     if row["reply"] is not None:
         return row["reply"], row["replied_at"]
@@ -34,12 +34,11 @@ def reply_of(row: aiosqlite.Row, *, now: float, delay: float) -> tuple[Reply | N
     return None, None
 
 
-async def send_message(ctx: HandlerContext, message: SendMessage) -> MessageSent:
-    async with ctx.conn.execute("SELECT id FROM messages WHERE key = ?", (message.key,)) as cursor:
-        row = await cursor.fetchone()
+def send_message(ctx: HandlerContext, message: SendMessage) -> MessageSent:
+    row = ctx.conn.execute("SELECT id FROM messages WHERE key = ?", (message.key,)).fetchone()
     if row is not None:
         return MessageSent(message_id=row[0], existing=True)
-    cursor = await ctx.conn.execute(
+    cursor = ctx.conn.execute(
         "INSERT INTO messages (key, phone, text, created_at, sent_by) VALUES (?, ?, ?, ?, ?)",
         (message.key, message.phone, message.text, ctx.now, ctx.serial),
     )
@@ -47,11 +46,10 @@ async def send_message(ctx: HandlerContext, message: SendMessage) -> MessageSent
     return MessageSent(message_id=cursor.lastrowid, existing=False)
 
 
-async def read_reply(ctx: HandlerContext, query: ReplyQuery) -> ReplyAnswer:
-    async with ctx.conn.execute(
+def read_reply(ctx: HandlerContext, query: ReplyQuery) -> ReplyAnswer:
+    row = ctx.conn.execute(
         "SELECT id, created_at, reply, replied_at FROM messages WHERE id = ?", (query.message_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
+    ).fetchone()
     if row is None:
         raise BadRequest("the sealed reply query names no message of this service")
     reply, at = reply_of(row, now=ctx.now, delay=ctx.config.reply_delay_s)

@@ -19,11 +19,10 @@ from .seed import seed
 _COLUMNS = "id, seller, customer, phone, address, total_cents, date"
 
 
-async def read_sales(ctx: HandlerContext, query: SalesQuery) -> SalesAnswer:
-    async with ctx.conn.execute(
+def read_sales(ctx: HandlerContext, query: SalesQuery) -> SalesAnswer:
+    rows = ctx.conn.execute(
         f"SELECT {_COLUMNS} FROM sales WHERE id > ? ORDER BY id LIMIT ?", (query.after_id, query.limit)
-    ) as cursor:
-        rows = await cursor.fetchall()
+    ).fetchall()
     sales = [Sale(**dict(row)) for row in rows]
     return SalesAnswer(sales=sales, last_id=sales[-1].id if sales else query.after_id)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
+import sqlite3
+
 from aiohttp import web
 
 from attestables.shared import eai
@@ -20,9 +21,8 @@ _TRIP = """SELECT trips.id AS trip_id, taxis.taxi_number, taxis.driver_name, tri
            FROM trips JOIN taxis ON taxis.id = trips.taxi_id"""
 
 
-async def _trip(conn: aiosqlite.Connection, sale_id: int) -> aiosqlite.Row | None:
-    async with conn.execute(f"{_TRIP} WHERE trips.sale_id = ?", (sale_id,)) as cursor:
-        return await cursor.fetchone()
+def _trip(conn: sqlite3.Connection, sale_id: int) -> sqlite3.Row | None:
+    return conn.execute(f"{_TRIP} WHERE trips.sale_id = ?", (sale_id,)).fetchone()
 
 
 def eta_for(trip_id: int) -> int:
@@ -30,18 +30,17 @@ def eta_for(trip_id: int) -> int:
     return 4 + (trip_id * 7) % 11
 
 
-async def book_trip(ctx: HandlerContext, booking: TripBooking) -> TripAnswer:
-    existing = await _trip(ctx.conn, booking.sale_id)
+def book_trip(ctx: HandlerContext, booking: TripBooking) -> TripAnswer:
+    existing = _trip(ctx.conn, booking.sale_id)
     if existing is not None:
         return TripAnswer(**dict(existing), existing=True)
     # Round robin over the fleet, by the number of trips booked so far.
-    async with ctx.conn.execute(
+    taxi = ctx.conn.execute(
         "SELECT id FROM taxis ORDER BY id LIMIT 1 OFFSET (SELECT COUNT(*) FROM trips) % (SELECT COUNT(*) FROM taxis)"
-    ) as cursor:
-        taxi = await cursor.fetchone()
+    ).fetchone()
     if taxi is None:
         raise RuntimeError("the fleet is empty")
-    cursor = await ctx.conn.execute(
+    cursor = ctx.conn.execute(
         """INSERT INTO trips (sale_id, customer, pickup, destination, phone, fare_cents, taxi_id, eta_minutes,
                               booked_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)""",
         (booking.sale_id, booking.customer, booking.pickup, booking.destination, booking.phone,
@@ -49,8 +48,8 @@ async def book_trip(ctx: HandlerContext, booking: TripBooking) -> TripAnswer:
     )
     trip_id = cursor.lastrowid
     assert trip_id is not None
-    await ctx.conn.execute("UPDATE trips SET eta_minutes = ? WHERE id = ?", (eta_for(trip_id), trip_id))
-    row = await _trip(ctx.conn, booking.sale_id)
+    ctx.conn.execute("UPDATE trips SET eta_minutes = ? WHERE id = ?", (eta_for(trip_id), trip_id))
+    row = _trip(ctx.conn, booking.sale_id)
     assert row is not None
     return TripAnswer(**dict(row), existing=False)
 
