@@ -19,10 +19,7 @@ Two ways to run a transaction:
   IMMEDIATE`` and ``COMMIT``, in one hop. A request's nonce claim, read or write and
   verification row cost one round trip to the thread instead of about ten, and the
   lock is held for the time the statements take, not for ten event-loop wake-ups.
-
-:meth:`run` uses ``aiosqlite.Connection._execute`` (queue a callable on the connection's
-thread): aiosqlite has no public name for it; :data:`_ON_THREAD` fails at import, with
-this explanation, if a future aiosqlite drops it.
+(``attestables.shared.sqlite``).
 """
 
 from __future__ import annotations
@@ -34,6 +31,8 @@ from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import aiosqlite
+
+from attestables.shared.sqlite import run_transaction
 
 BASE_MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1
@@ -60,11 +59,6 @@ BASE_MIGRATIONS: tuple[str, ...] = (
 
 Seed = Callable[[aiosqlite.Connection], Awaitable[None]]
 T = TypeVar("T")
-
-_ON_THREAD = getattr(aiosqlite.Connection, "_execute", None)
-if _ON_THREAD is None:  # pragma: no cover - depends on the installed aiosqlite
-    raise ImportError("this aiosqlite has no Connection._execute (run a callable on the connection's "
-                      "thread), which apps/base/database.py relies on: install one that has it (0.20 to 0.22 do)")
 
 
 class ServiceDatabase:
@@ -135,7 +129,7 @@ class ServiceDatabase:
         """``fn(conn)`` on the database's thread between ``BEGIN IMMEDIATE`` and ``COMMIT``
         (``ROLLBACK`` if it raises; the exception reaches the caller), one at a time."""
         async with self._lock:
-            return await _ON_THREAD(self.conn, _in_transaction, self.conn._conn, fn)  # type: ignore[misc]
+            return await run_transaction(self.conn, fn)
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
@@ -145,17 +139,6 @@ class ServiceDatabase:
     async def close(self) -> None:
         async with self._lock:
             await self.conn.close()
-
-
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
 
 
 def _statements(script: str) -> list[str]:

@@ -6,7 +6,8 @@ carries bytes sealed to the compartment's key. This module holds no key that ope
 either, and nothing in it decodes a sealed payload: it base64-encodes, posts, decodes,
 hashes and forwards. Every crossing is a trace row (metadata, sizes, digests of the
 ciphertexts, latency, HTTP status, the service's verification result), stored and
-streamed on ``traces.message``.
+streamed on ``traces.message`` by the trace log (``traces.py``), after the compartment
+has its answer.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from attestables.shared import eai, protocol
+from attestables.shared import eai
 from attestables.shared import channel as wire
 from attestables.shared.errors import NotFound
 
 from ..timeutil import now_iso
 from .registry import Service, ServiceRegistry
+from .traces import TraceLog
 
 if TYPE_CHECKING:
     from ..ca import IssuedCertificate
@@ -52,6 +54,7 @@ class Broker:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
         self.registry = ServiceRegistry(daemon)
+        self.log = TraceLog(daemon.db, daemon.bus)
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -62,6 +65,7 @@ class Broker:
         return self._session
 
     async def close(self) -> None:
+        await self.log.close()
         if self._session is not None:
             await self._session.close()
 
@@ -91,7 +95,7 @@ class Broker:
             return message
         finally:
             trace["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-            await self._record(trace)
+            await self.log.add(trace)
 
     async def _forward(self, service: Service, path: str, request: wire.Request,
                        certificate: "IssuedCertificate", trace: dict[str, Any]) -> wire.Message:
@@ -151,23 +155,11 @@ class Broker:
         result = wire.ResultStatus.DENIED if status == 403 else wire.ResultStatus.FAILED
         return wire.Result(request.request_id, result)
 
-    async def _record(self, trace: dict[str, Any]) -> None:
-        verification = json.dumps(trace["verification"])
-        cursor_id = await self.daemon.db.insert(
-            """INSERT INTO traces (ts, run_id, service_id, op, request_id, bytes_in, bytes_out, sha256_in,
-                                   sha256_out, latency_ms, http_status, outcome, verification)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (trace["ts"], trace["run_id"], trace["service_id"], trace["op"], trace["request_id"],
-             trace["bytes_in"], trace["bytes_out"], trace["sha256_in"], trace["sha256_out"], trace["latency_ms"],
-             trace["http_status"], trace["outcome"], verification))
-        record = {"id": cursor_id, **trace}
-        self.daemon.bus.publish(protocol.TRACES_MESSAGE, record, run_id=trace["run_id"],
-                                service_id=trace["service_id"])
-
     # -- queries ----------------------------------------------------------------------------
 
     async def traces(self, *, run_id: str | None, service_id: str | None, since: int | None,
                      limit: int) -> list[dict[str, Any]]:
+        await self.log.flush()  # every crossing answered so far is listed
         where, params = [], []
         if run_id:
             where.append("run_id = ?")

@@ -185,6 +185,7 @@ class CertificateAuthority:
         self.files = files
         self._key = issuing_key
         self._chain = tuple(chain)
+        self._chain_pem = _pem(*self._chain)  # sent with every certificate, every request
         self._root = root
         self._clock = clock
         self.run_validity = run_validity
@@ -392,7 +393,7 @@ class CertificateAuthority:
 
     def chain_pem(self) -> bytes:
         """What travels with a run certificate: the issuing CA (and operator intermediates)."""
-        return _pem(*self._chain)
+        return self._chain_pem
 
     def root_pem(self) -> bytes:
         """What a service trusts."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import aiosqlite
+
+from attestables.shared.sqlite import run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,7 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+T = TypeVar("T")
 
 
 class Database:
@@ -195,6 +199,12 @@ class Database:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` whole on the database's thread, in one transaction, one round trip
+        (``attestables.shared.sqlite``): for batches on a hot path."""
+        async with self._write_lock:
+            return await run_transaction(self.conn, fn)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self.conn.execute(sql, tuple(params)) as cursor:
