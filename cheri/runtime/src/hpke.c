@@ -14,7 +14,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #if OPENSSL_VERSION_NUMBER >= 0x30200000L
@@ -34,34 +33,88 @@ static const uint8_t hpke_suite[10] = {'H', 'P', 'K', 'E', 0x00, 0x20, 0x00, 0x0
  * 13 bytes and the longest ikm is the application's info. */
 #define LABELED_MAX (2u + sizeof hpke_v1 + sizeof hpke_suite + 16u + ATT_HPKE_INFO_MAX)
 
-/* HKDF-Extract or HKDF-Expand through EVP_KDF "HKDF". */
-static int hkdf(int mode, const uint8_t *key, size_t key_len, const uint8_t *salt, size_t salt_len,
-                const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
+/* HKDF-SHA256 (RFC 5869) over HMAC-SHA256 through EVP_MAC.
+ *
+ * Fetching an algorithm and its digest by name costs more than the derivation itself,
+ * and HPKE derives 7 to 9 times per message: an HMAC-SHA256 context with its digest set
+ * is made once per process (CRYPTO_THREAD_run_once) and duplicated for each MAC, which
+ * copies the fetched digest instead of looking it up again. (OpenSSL 3.0's HKDF
+ * provider cannot be duplicated, hence HKDF's two steps written out here; the RFC 9180
+ * vectors check every value they produce.) */
+static CRYPTO_ONCE hmac_once = CRYPTO_ONCE_STATIC_INIT;
+static EVP_MAC_CTX *hmac_template;
+
+static void hmac_make_template(void)
 {
     static char digest[] = "SHA256";
-    OSSL_PARAM params[6], *p = params;
-    EVP_KDF *kdf;
-    EVP_KDF_CTX *ctx;
+    OSSL_PARAM params[2];
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (ctx != NULL && EVP_MAC_CTX_set_params(ctx, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    hmac_template = ctx; /* kept for the life of the process */
+}
+
+/* out = HMAC-SHA256(key, a || b || c); any part may be empty. */
+static int hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *a, size_t a_len, const uint8_t *b,
+                       size_t b_len, const uint8_t *c, size_t c_len, uint8_t out[HASH_LEN])
+{
+    EVP_MAC_CTX *ctx;
+    size_t len = 0;
     int ok;
 
-    kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    if (kdf == NULL)
+    if (CRYPTO_THREAD_run_once(&hmac_once, hmac_make_template) != 1 || hmac_template == NULL)
         return ATT_E_CRYPTO;
-    ctx = EVP_KDF_CTX_new(kdf);
-    EVP_KDF_free(kdf);
+    ctx = EVP_MAC_CTX_dup(hmac_template);
     if (ctx == NULL)
         return ATT_E_CRYPTO;
-    *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
-    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len);
-    if (salt != NULL)
-        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-    if (info != NULL)
-        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
-    *p = OSSL_PARAM_construct_end();
-    ok = EVP_KDF_derive(ctx, out, out_len, params);
-    EVP_KDF_CTX_free(ctx);
-    return ok == 1 ? ATT_OK : ATT_E_CRYPTO;
+    ok = EVP_MAC_init(ctx, key, key_len, NULL) == 1 && (a_len == 0 || EVP_MAC_update(ctx, a, a_len) == 1) &&
+         (b_len == 0 || EVP_MAC_update(ctx, b, b_len) == 1) && (c_len == 0 || EVP_MAC_update(ctx, c, c_len) == 1) &&
+         EVP_MAC_final(ctx, out, &len, HASH_LEN) == 1 && len == HASH_LEN;
+    EVP_MAC_CTX_free(ctx); /* frees (and clears) the key it copied */
+    if (!ok) {
+        OPENSSL_cleanse(out, HASH_LEN);
+        return ATT_E_CRYPTO;
+    }
+    return ATT_OK;
+}
+
+/* HKDF-Extract(salt, ikm) = HMAC(salt, ikm). */
+static int hkdf_extract(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, size_t ikm_len,
+                        uint8_t prk[HASH_LEN])
+{
+    return hmac_sha256(salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+}
+
+/* HKDF-Expand(prk, info, L): T(i) = HMAC(prk, T(i-1) || info || i), out = T(1) || T(2) || ... */
+static int hkdf_expand(const uint8_t prk[HASH_LEN], const uint8_t *info, size_t info_len, uint8_t *out,
+                       size_t out_len)
+{
+    uint8_t t[HASH_LEN];
+    size_t t_len = 0, done = 0;
+    int rc = ATT_OK;
+
+    if (out_len > 255u * HASH_LEN)
+        return ATT_E_ARG;
+    for (uint8_t i = 1; done < out_len && rc == ATT_OK; i++) {
+        rc = hmac_sha256(prk, HASH_LEN, t, t_len, info, info_len, &i, 1, t);
+        if (rc == ATT_OK) {
+            size_t n = out_len - done < HASH_LEN ? out_len - done : HASH_LEN;
+            memcpy(out + done, t, n);
+            done += n;
+            t_len = HASH_LEN;
+        }
+    }
+    OPENSSL_cleanse(t, sizeof t);
+    if (rc != ATT_OK)
+        OPENSSL_cleanse(out, out_len);
+    return rc;
 }
 
 /* LabeledExtract(salt, label, ikm) = Extract(salt, "HPKE-v1" || suite_id || label || ikm). */
@@ -82,10 +135,9 @@ static int labeled_extract(const uint8_t *suite, size_t suite_len, const uint8_t
     if (w.err) {
         rc = ATT_E_SPACE;
     } else if (salt_len == 0) {
-        rc = hkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, buf, w.len, zero_salt, sizeof zero_salt, NULL, 0, prk,
-                  HASH_LEN);
+        rc = hkdf_extract(zero_salt, sizeof zero_salt, buf, w.len, prk);
     } else {
-        rc = hkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, buf, w.len, salt, salt_len, NULL, 0, prk, HASH_LEN);
+        rc = hkdf_extract(salt, salt_len, buf, w.len, prk);
     }
     OPENSSL_cleanse(buf, sizeof buf); /* it held a DH output or a shared secret */
     return rc;
@@ -109,29 +161,42 @@ static int labeled_expand(const uint8_t *suite, size_t suite_len, const uint8_t 
     if (w.err)
         rc = ATT_E_SPACE;
     else
-        rc = hkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, HASH_LEN, NULL, 0, buf, w.len, out, out_len);
+        rc = hkdf_expand(prk, buf, w.len, out, out_len);
     OPENSSL_cleanse(buf, sizeof buf);
     return rc;
 }
 
-static int x25519_public(const uint8_t sk[ATT_X25519_LEN], uint8_t pk[ATT_X25519_LEN])
+/* An X25519 key from its private bytes. Importing one is a scalar multiplication:
+ * OpenSSL computes the public key then, which is written to pk (when not NULL). Each key
+ * is imported once per message and used for everything it is needed for: a seal costs
+ * two multiplications (the ephemeral key's public half, DH) and an open two (the
+ * recipient's public half for kem_context, DH). */
+static EVP_PKEY *x25519_key(const uint8_t sk[ATT_X25519_LEN], uint8_t pk[ATT_X25519_LEN])
 {
     EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, ATT_X25519_LEN);
     size_t len = ATT_X25519_LEN;
-    int ok;
-    if (key == NULL)
-        return ATT_E_CRYPTO;
-    ok = EVP_PKEY_get_raw_public_key(key, pk, &len) == 1 && len == ATT_X25519_LEN;
-    EVP_PKEY_free(key); /* frees and wipes OpenSSL's copy of sk */
-    return ok ? ATT_OK : ATT_E_CRYPTO;
+
+    if (key != NULL && pk != NULL && (EVP_PKEY_get_raw_public_key(key, pk, &len) != 1 || len != ATT_X25519_LEN)) {
+        EVP_PKEY_free(key);
+        return NULL;
+    }
+    return key;
 }
 
-/* DH(sk, pk), refusing the all-zero output of a low-order point (RFC 9180 7.1.4). */
-static int x25519_dh(const uint8_t sk[ATT_X25519_LEN], const uint8_t pk[ATT_X25519_LEN], uint8_t out[ATT_X25519_LEN])
+static int x25519_public(const uint8_t sk[ATT_X25519_LEN], uint8_t pk[ATT_X25519_LEN])
 {
-    EVP_PKEY *priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, ATT_X25519_LEN);
+    EVP_PKEY *key = x25519_key(sk, pk);
+    if (key == NULL)
+        return ATT_E_CRYPTO;
+    EVP_PKEY_free(key); /* frees and wipes OpenSSL's copy of sk */
+    return ATT_OK;
+}
+
+/* DH(priv, pk), refusing the all-zero output of a low-order point (RFC 9180 7.1.4). */
+static int x25519_dh(EVP_PKEY *priv, const uint8_t pk[ATT_X25519_LEN], uint8_t out[ATT_X25519_LEN])
+{
     EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pk, ATT_X25519_LEN);
-    EVP_PKEY_CTX *ctx = priv ? EVP_PKEY_CTX_new(priv, NULL) : NULL;
+    EVP_PKEY_CTX *ctx = priv != NULL ? EVP_PKEY_CTX_new(priv, NULL) : NULL;
     size_t len = ATT_X25519_LEN;
     uint8_t acc = 0;
     int ok = ctx != NULL && peer != NULL && EVP_PKEY_derive_init(ctx) == 1 &&
@@ -139,7 +204,6 @@ static int x25519_dh(const uint8_t sk[ATT_X25519_LEN], const uint8_t pk[ATT_X255
              len == ATT_X25519_LEN;
     EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(peer);
-    EVP_PKEY_free(priv);
     if (ok) {
         for (size_t i = 0; i < ATT_X25519_LEN; i++)
             acc |= out[i];
@@ -152,21 +216,30 @@ static int x25519_dh(const uint8_t sk[ATT_X25519_LEN], const uint8_t pk[ATT_X255
     return ATT_OK;
 }
 
+/* DeriveKeyPair's private half (RFC 9180 7.1.3: for X25519 the expanded bytes are the
+ * private key as is). */
+static int derive_private(const uint8_t *ikm, size_t ikm_len, uint8_t sk[ATT_X25519_LEN])
+{
+    uint8_t prk[HASH_LEN];
+    int rc = labeled_extract(kem_suite, sizeof kem_suite, NULL, 0, "dkp_prk", ikm, ikm_len, prk);
+    if (rc == ATT_OK)
+        rc = labeled_expand(kem_suite, sizeof kem_suite, prk, "sk", NULL, 0, sk, ATT_X25519_LEN);
+    OPENSSL_cleanse(prk, sizeof prk);
+    if (rc != ATT_OK)
+        OPENSSL_cleanse(sk, ATT_X25519_LEN);
+    return rc;
+}
+
 int att_hpke_derive_keypair(const uint8_t *ikm, size_t ikm_len, uint8_t sk[ATT_X25519_LEN],
                             uint8_t pk[ATT_X25519_LEN])
 {
-    uint8_t prk[HASH_LEN];
     int rc;
 
     if (ikm == NULL || ikm_len < ATT_X25519_LEN || ikm_len > 256u || sk == NULL || pk == NULL)
         return ATT_E_ARG;
-    /* RFC 9180 7.1.3: for X25519 the expanded bytes are the private key as is. */
-    rc = labeled_extract(kem_suite, sizeof kem_suite, NULL, 0, "dkp_prk", ikm, ikm_len, prk);
-    if (rc == ATT_OK)
-        rc = labeled_expand(kem_suite, sizeof kem_suite, prk, "sk", NULL, 0, sk, ATT_X25519_LEN);
+    rc = derive_private(ikm, ikm_len, sk);
     if (rc == ATT_OK)
         rc = x25519_public(sk, pk);
-    OPENSSL_cleanse(prk, sizeof prk);
     if (rc != ATT_OK)
         OPENSSL_cleanse(sk, ATT_X25519_LEN);
     return rc;
@@ -288,13 +361,14 @@ int att_hpke_recipient_schedule(const uint8_t sk_r[ATT_X25519_LEN], const uint8_
                                 uint8_t key[ATT_HPKE_KEY_LEN], uint8_t base_nonce[ATT_HPKE_NONCE_LEN])
 {
     uint8_t dh[ATT_X25519_LEN], pk_r[ATT_X25519_LEN];
+    EVP_PKEY *key_r;
     int rc;
 
     if (info_len > ATT_HPKE_INFO_MAX || (info == NULL && info_len != 0))
         return ATT_E_ARG;
-    rc = x25519_dh(sk_r, enc, dh);
-    if (rc == ATT_OK)
-        rc = x25519_public(sk_r, pk_r);
+    key_r = x25519_key(sk_r, pk_r);
+    rc = key_r != NULL ? x25519_dh(key_r, enc, dh) : ATT_E_CRYPTO;
+    EVP_PKEY_free(key_r);
     if (rc == ATT_OK)
         rc = kem_shared_secret(dh, enc, pk_r, shared_secret);
     if (rc == ATT_OK)
@@ -392,18 +466,22 @@ int att_hpke_seal_derand(const uint8_t pk_r[ATT_X25519_LEN], const uint8_t *ikm_
     uint8_t sk_e[ATT_X25519_LEN], dh[ATT_X25519_LEN], shared_secret[SECRET_LEN];
     uint8_t key[ATT_HPKE_KEY_LEN], base_nonce[ATT_HPKE_NONCE_LEN];
     size_t ct_len = 0;
+    EVP_PKEY *key_e = NULL;
     int rc = check_common(info, info_len, aad, aad_len, pt, pt_len, out, out_len);
 
     if (rc != ATT_OK)
         return rc;
-    if (pk_r == NULL)
+    if (pk_r == NULL || ikm_e == NULL || ikm_e_len < ATT_X25519_LEN || ikm_e_len > 256u)
         return ATT_E_ARG;
     if (out_cap < pt_len + ATT_HPKE_OVERHEAD)
         return ATT_E_SPACE;
     /* Encap(pkR): enc = pkE is written straight into out (section 4.1). */
-    rc = att_hpke_derive_keypair(ikm_e, ikm_e_len, sk_e, out);
-    if (rc == ATT_OK)
-        rc = x25519_dh(sk_e, pk_r, dh);
+    rc = derive_private(ikm_e, ikm_e_len, sk_e);
+    if (rc == ATT_OK) {
+        key_e = x25519_key(sk_e, out);
+        rc = key_e != NULL ? x25519_dh(key_e, pk_r, dh) : ATT_E_CRYPTO;
+        EVP_PKEY_free(key_e);
+    }
     if (rc == ATT_OK)
         rc = kem_shared_secret(dh, out, pk_r, shared_secret);
     if (rc == ATT_OK)
