@@ -1,12 +1,20 @@
-"""One transaction as one trip to an aiosqlite connection's thread.
+"""A transaction as one function of the ``sqlite3.Connection``, in one step.
 
 aiosqlite runs every statement on the connection's own thread and wakes the event loop
 for each result: a transaction of n statements costs n + 2 round trips, each a thread
-hand-off and a loop wake-up. :func:`run_transaction` runs a plain function of the
-``sqlite3.Connection`` there instead, between ``BEGIN IMMEDIATE`` and ``COMMIT``
-(``ROLLBACK`` if it raises, and the exception reaches the caller): one round trip. The
-function must not touch the event loop; it is where the hot paths (a service's attested
-request, the broker's trace rows) do their statements.
+hand-off and a loop wake-up (~150 µs apiece on the 2-core VMs here, measured in
+``docs/benchmarks.md``). Two ways to do better, for the hot paths:
+
+- :func:`run_transaction` runs the function on the connection's thread, between
+  ``BEGIN IMMEDIATE`` and ``COMMIT`` (``ROLLBACK`` if it raises, and the exception reaches
+  the caller): one round trip. The daemon's trace writer uses it.
+- :func:`transaction_now` runs it right here, on the event loop's thread, if the write
+  lock is free at once (else :class:`Locked`: the caller falls back to
+  :func:`run_transaction`, which waits up to the busy timeout on the thread, never on the
+  loop). A service's attested request uses it: its few indexed statements take tens of
+  microseconds, less than one hand-off. This needs the connection opened with
+  ``check_same_thread=False`` and a lock held by the caller around every use of the
+  connection, so that the thread and the loop never use it at once.
 
 It relies on ``aiosqlite.Connection._execute`` (queue a callable on the connection's
 thread), which aiosqlite has no public name for; the import fails here, with this
@@ -29,6 +37,25 @@ if _ON_THREAD is None:  # pragma: no cover - depends on the installed aiosqlite
                       "which attestables.shared.sqlite relies on: install one that has it (0.20 to 0.22 do)")
 
 
+class Locked(Exception):
+    """Another connection (another process) holds the database's write lock."""
+
+
+def transaction_now(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, busy_timeout_ms: int) -> T:
+    """``fn(conn)`` inside one transaction, on this thread, without waiting for the write
+    lock: :class:`Locked` if it is held. ``busy_timeout_ms`` is restored afterwards."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise Locked(str(exc)) from None
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return _finish(conn, fn)
+
+
 async def run_transaction(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """``fn(sqlite3_connection)`` inside one transaction, on ``conn``'s thread."""
     return await _ON_THREAD(conn, _in_transaction, conn._conn, fn)  # type: ignore[misc]
@@ -36,6 +63,10 @@ async def run_transaction(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Conn
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
+    return _finish(conn, fn)
+
+
+def _finish(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     try:
         result = fn(conn)
     except BaseException:

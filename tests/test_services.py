@@ -104,9 +104,10 @@ class RunIdentity:
         return json.loads(hpke.open(self.key, sealed, hpke.build_info("response", service_id, self.serial, nonce)))
 
 
-def issue(ca: CertificateAuthority, *, elf: str = ELF, run_id: str = "run-1") -> RunIdentity:
+def issue(ca: CertificateAuthority, *, elf: str = ELF, run_id: str = "run-1",
+          public_key: bytes | None = None) -> RunIdentity:
     key = X25519PrivateKey.generate()
-    raw = hpke.public_key_bytes(key)
+    raw = public_key if public_key is not None else hpke.public_key_bytes(key)
     document = AttestationDocument.create(
         public_key=raw,
         run=Run(run_id=run_id, build_id="build-1", pid=42, started_at="2025-03-01T10:00:00.000Z"),
@@ -412,6 +413,20 @@ async def test_a_replayed_nonce_is_refused(world: World):
     assert replay.body["verification"]["status"] == "affirming"
     entry = await last_verification(world.transport)
     assert (entry["outcome"], entry["http_status"]) == ("replay", 409)
+
+
+async def test_a_certificate_key_nothing_can_be_sealed_to_is_refused_before_the_nonce_is_claimed(world: World):
+    # A low-order X25519 point (u = 0) in a certificate the policy otherwise accepts: the
+    # answer could not be sealed, so the request is refused before anything is written.
+    run = issue(world.ca, public_key=bytes(32))
+    nonce = os.urandom(16)
+    reply = await attested(world.store, "/api/sales", {"after_id": 0, "limit": 1}, run, nonce=nonce)
+    assert reply.status == 400 and "cannot be sealed to" in reply.body["error"]["message"]
+    entry = await last_verification(world.store)
+    assert (entry["outcome"], entry["http_status"], entry["status"]) == ("bad_request", 400, "affirming")
+    # The nonce was not claimed: a sound certificate may still use it.
+    good = await attested(world.store, "/api/sales", {"after_id": 0, "limit": 1}, issue(world.ca), nonce=nonce)
+    assert good.status == 200
 
 
 def test_a_nonce_is_claimed_once_until_its_row_expires(tmp_path: Path):

@@ -9,12 +9,13 @@ For every ``POST`` to an attested endpoint, in this order:
    a ``warning`` passes;
 3. the sealed query: opened with the service's key and
    ``info = build_info(REQUEST, service id, serial, nonce)`` (400 if it does not open),
-   then decoded strictly as the endpoint's plaintext document (400);
-4. in one transaction, run whole on the database's thread (one hop,
-   ``ServiceDatabase.run``): the nonce is claimed (409 ``replay`` if seen), the handler
-   reads or writes, the answer is sealed to the certificate's X25519 key with
-   ``build_info(RESPONSE, …)``, and the verification is logged;
-5. the answer ``{"sealed", "verification"}``.
+   then decoded strictly as the endpoint's plaintext document (400); a certificate key
+   nothing can be sealed to (a low-order X25519 point) is refused here too (400);
+4. in one transaction (``ServiceDatabase.run``: one quick function of the connection):
+   the nonce is claimed (409 ``replay`` if seen), the handler reads or writes, and the
+   verification is logged;
+5. the answer, sealed to the certificate's X25519 key with ``build_info(RESPONSE, …)``
+   (a key nothing can be sealed to was refused at step 3), ``{"sealed", "verification"}``.
 
 Every request that reached step 2 leaves one row in ``verifications``, whatever its
 outcome. A request refused before step 4 changes nothing else.
@@ -102,6 +103,8 @@ async def _handle(runtime: ServiceRuntime, endpoint: AttestedEndpoint[Any], requ
         if leaf is None or leaf.fingerprint != result.fingerprint or leaf.public_key is None:
             # The verifier appraised one certificate; the answer must be sealed to that one's key.
             raise BadRequest("the certificate bundle does not start with the appraised run certificate")
+        if not leaf.sealable:  # e.g. a low-order X25519 point: nothing can be sealed to it
+            raise BadRequest("the run certificate's X25519 key cannot be sealed to")
         try:
             plaintext = hpke.open(runtime.sealing_key, sealed,
                                   hpke.build_info(hpke.Direction.REQUEST, runtime.service_id, leaf.serial, nonce))
@@ -111,23 +114,21 @@ async def _handle(runtime: ServiceRuntime, endpoint: AttestedEndpoint[Any], requ
         query = decode_document(plaintext, endpoint.query, endpoint.document)
         now = time.time()
         expires_at = _nonce_expiry(runtime, leaf, result, now)
-        info = hpke.build_info(hpke.Direction.RESPONSE, runtime.service_id, leaf.serial, nonce)
 
         def transact(conn: sqlite3.Connection) -> bytes:
-            # On the database's thread, inside BEGIN IMMEDIATE ... COMMIT: whatever raises
-            # here rolls the nonce claim and the handler's writes back.
+            # Inside BEGIN IMMEDIATE ... COMMIT (ServiceDatabase.run): whatever raises here
+            # rolls the nonce claim and the handler's writes back.
             if not replay.claim(conn, envelope.nonce, now=now, expires_at=expires_at):
                 raise Replay("this nonce was already used")
-            answer = endpoint.handler(HandlerContext(conn, now, runtime.config, result), query)
-            try:
-                sealed_answer = hpke.seal(leaf.public_key, encode(answer), info)  # type: ignore[arg-type]
-            except ValueError:  # e.g. a low-order X25519 key: nothing can be sealed to it
-                raise BadRequest("the run certificate's X25519 key cannot be sealed to") from None
+            answer = encode(endpoint.handler(HandlerContext(conn, now, runtime.config, result), query))
             entry.http_status, entry.outcome = 200, "ok"
             verifications.record(conn, entry)
-            return sealed_answer
+            return answer
 
-        sealed_answer = await runtime.db.run(transact)
+        answer = await runtime.db.run(transact)
+        # Sealed once committed: the key was checked when the leaf was parsed.
+        sealed_answer = hpke.seal(leaf.public_key, answer,
+                                  hpke.build_info(hpke.Direction.RESPONSE, runtime.service_id, leaf.serial, nonce))
     except ServiceError as exc:
         entry.http_status, entry.outcome = exc.status, exc.code
         exc.verification = entry.answer()

@@ -6,33 +6,39 @@ kind (its business tables). Migrations are append-only lists; each step runs in 
 transaction, and the kind's first step also writes the seed data, so a service killed
 mid-start restarts from the last complete step.
 
-All statements go through one ``aiosqlite`` connection, whose one thread owns the
-``sqlite3`` connection; an ``asyncio.Lock`` is held for the whole of a transaction, so
-statements of concurrent requests never interleave inside another's transaction.
+All statements go through one ``aiosqlite`` connection; an ``asyncio.Lock`` is held around
+every use of it, so statements of concurrent requests never interleave inside another's
+transaction and the connection is never used from two threads at once.
 
 Two ways to run a transaction:
 
 - :meth:`transaction` (admin routes, migrations, housekeeping): ``BEGIN IMMEDIATE`` …
-  ``COMMIT`` as awaited statements, one thread hop each;
+  ``COMMIT`` as awaited statements on aiosqlite's thread;
 - :meth:`run` (the attested requests, the hot path): a plain function of the
-  ``sqlite3.Connection`` runs whole on the database's thread, between ``BEGIN
-  IMMEDIATE`` and ``COMMIT``, in one hop. A request's nonce claim, read or write and
-  verification row cost one round trip to the thread instead of about ten, and the
-  lock is held for the time the statements take, not for ten event-loop wake-ups.
-(``attestables.shared.sqlite``).
+  ``sqlite3.Connection``, run whole between ``BEGIN IMMEDIATE`` and ``COMMIT`` on the event
+  loop's thread when the write lock is free (``attestables.shared.sqlite.transaction_now``:
+  a request's nonce claim, indexed read or write and verification row take tens of
+  microseconds, less than one hand-off to the thread), else on aiosqlite's thread, where
+  waiting for another process's lock cannot stall the loop.
+
+Because commits can happen on the loop, SQLite's automatic WAL checkpoint (which copies
+pages into the database file and fsyncs, at whichever commit crosses the threshold) is
+turned off; :meth:`checkpoint` runs on aiosqlite's thread after every
+``CHECKPOINT_EVERY`` quick transactions and from the housekeeping task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import aiosqlite
 
-from attestables.shared.sqlite import run_transaction
+from attestables.shared.sqlite import Locked, run_transaction, transaction_now
 
 BASE_MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1
@@ -59,6 +65,10 @@ BASE_MIGRATIONS: tuple[str, ...] = (
 
 Seed = Callable[[aiosqlite.Connection], Awaitable[None]]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_EVERY = 256
 
 
 class ServiceDatabase:
@@ -67,18 +77,25 @@ class ServiceDatabase:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self._lock = asyncio.Lock()
+        self._since_checkpoint = 0
+        self._checkpointing: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, *, kind: str, migrations: Sequence[str], seed: Seed) -> ServiceDatabase:
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        # check_same_thread=False: :meth:`run` uses the connection on the loop's thread,
+        # always under the lock (see the module's docstring).
+        conn = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
         try:
             conn.row_factory = aiosqlite.Row
-            await conn.execute("PRAGMA journal_mode = WAL")
+            # Pragmas that answer a row are read to the end (execute_fetchall): a statement
+            # left mid-result would keep :meth:`run`'s COMMIT from committing.
+            await conn.execute_fetchall("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: a committed transaction survives a crash of the process; a
             # power loss may lose the last few (docs/services.md).
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute_fetchall("PRAGMA synchronous = NORMAL")
+            await conn.execute_fetchall("PRAGMA foreign_keys = ON")
+            await conn.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute_fetchall("PRAGMA wal_autocheckpoint = 0")  # :meth:`checkpoint` instead
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
@@ -126,10 +143,33 @@ class ServiceDatabase:
             await self.conn.execute("COMMIT")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn(conn)`` on the database's thread between ``BEGIN IMMEDIATE`` and ``COMMIT``
-        (``ROLLBACK`` if it raises; the exception reaches the caller), one at a time."""
+        """``fn(conn)`` between ``BEGIN IMMEDIATE`` and ``COMMIT`` (``ROLLBACK`` if it raises;
+        the exception reaches the caller), one at a time: on the loop's thread if the write
+        lock is free, else on aiosqlite's. ``fn`` must be quick (indexed statements)."""
         async with self._lock:
-            return await run_transaction(self.conn, fn)
+            try:
+                result = transaction_now(self.conn._conn, fn, busy_timeout_ms=BUSY_TIMEOUT_MS)
+            except Locked:  # another process writes: wait for it off the loop
+                result = await run_transaction(self.conn, fn)
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+            self._checkpointing = asyncio.create_task(self._checkpoint_soon(), name="wal-checkpoint")
+        return result
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database file (``PASSIVE``: never waits
+        for readers), on aiosqlite's thread."""
+        async with self._lock:
+            self._since_checkpoint = 0
+            await self.conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _checkpoint_soon(self) -> None:
+        try:
+            await self.checkpoint()
+        except Exception:  # the next one will try again; the WAL only grows meanwhile
+            log.exception("WAL checkpoint failed")
+        finally:
+            self._checkpointing = None
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
@@ -137,6 +177,8 @@ class ServiceDatabase:
                 return list(await cursor.fetchall())
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await self._checkpointing
         async with self._lock:
             await self.conn.close()
 

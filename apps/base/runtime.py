@@ -31,6 +31,7 @@ class Leaf:
     serial: int
     public_key: bytes | None  # raw X25519, None for any other key type
     not_after: float
+    sealable: bool = True  # False for an X25519 key nothing can be sealed to (a low-order point)
 
 
 class LeafCache:
@@ -64,11 +65,22 @@ def _parse_leaf(certificate: str) -> Leaf | None:
             serial=cert.serial_number,
             public_key=raw,
             not_after=cert.not_valid_after_utc.timestamp(),
+            sealable=raw is not None and _sealable(raw),
         )
     except (ValueError, TypeError, IndexError, UnicodeEncodeError, x509.InvalidVersion):
         return None
     except Exception:  # an algorithm this build of cryptography cannot load
         return None
+
+
+def _sealable(public_key: bytes) -> bool:
+    # Once per certificate (the leaf is cached): an answer is sealed after its transaction
+    # committed, so a key that cannot take one must be refused before the nonce is claimed.
+    try:
+        hpke.seal(public_key, b"", b"attestables-sealable-probe")
+    except ValueError:
+        return False
+    return True
 
 
 class ServiceRuntime:

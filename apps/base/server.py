@@ -119,6 +119,7 @@ async def _housekeeping(runtime: ServiceRuntime) -> None:
         try:
             purged = await replay.purge(runtime.db, time.time())
             pruned = await verifications.prune(runtime.db, runtime.config.log_keep)
+            await runtime.db.checkpoint()
             if purged or pruned:
                 log.debug("housekeeping: %d expired nonces, %d old verifications removed", purged, pruned)
         except Exception:
