@@ -50,6 +50,8 @@ class Settings:
         "doc": "auto (journal under journald, else text), text, journal or json (one object per line)."})
     metrics_access: str = field(default="token", metadata={
         "doc": "GET /metrics: token (the API token as a Bearer header), open (no token) or off (404)."})
+    event_loop: str = field(default="auto", metadata={
+        "doc": "auto (uvloop where it is installed, else asyncio), uvloop or asyncio."})
     work_dir: str = field(default="", metadata={
         "doc": "Scratch space for builds and runs (default: $RUNTIME_DIRECTORY/work, else a new temp dir)."})
 
@@ -114,12 +116,13 @@ SETTINGS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fi
 # keys live, sandbox identities and sizes fixed when the parts were built. A reload that
 # changes one of these keeps the running value and says a restart is needed.
 RESTART_ONLY = frozenset({
-    "listen", "state_dir", "work_dir", "log_format", "ca_passphrase_file", "ca_passphrase_credential",
+    "listen", "state_dir", "work_dir", "log_format", "event_loop", "ca_passphrase_file", "ca_passphrase_credential",
     "run_cert_validity_s", "cheribuild_sdk", "sandbox_uid_base", "sandbox_uid_count", "sandbox_gid",
     "build_concurrency", "event_ring_size", "event_ring_kb",
 })
 
 LOG_FORMATS = ("auto", "text", "journal", "json")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 METRICS_ACCESS = ("token", "open", "off")
 
 _POSITIVE = {
@@ -225,6 +228,8 @@ def load_settings(
         raise ConfigError(f"log_level: expected debug, info, warning or error, got {settings.log_level!r}")
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format: expected {', '.join(LOG_FORMATS)}, got {settings.log_format!r}")
+    if settings.event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop: expected {', '.join(EVENT_LOOPS)}, got {settings.event_loop!r}")
     if settings.metrics_access not in METRICS_ACCESS:
         raise ConfigError(f"metrics_access: expected {', '.join(METRICS_ACCESS)}, got {settings.metrics_access!r}")
     for limit in ("cpu_s", "memory_mb", "wall_s", "output_kb"):

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from aiohttp import web
 
@@ -175,6 +175,19 @@ def _register_passphrase(settings: Settings) -> None:
         pass  # the CA opened with it a moment ago; nothing to redact if it is gone now
 
 
+def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The event loop ``event_loop`` names, and how the log names it (None: asyncio's)."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("event_loop: uvloop is not installed (pip install uvloop, or use auto)") from None
+            return None, "asyncio"
+        return uvloop.new_event_loop, f"uvloop {uvloop.__version__}"
+    return None, "asyncio"
+
+
 def run_daemon(flags: dict[str, Any]) -> int:
     """Entry point of ``attestables daemon``; ``flags`` holds only options given."""
     # systemd's variables first, before anything starts a child that could inherit them.
@@ -189,6 +202,7 @@ def run_daemon(flags: dict[str, Any]) -> int:
     try:
         try:
             settings = load_settings(flags)
+            factory, loop_name = loop_factory(settings.event_loop)
         except ConfigError as exc:
             print(f"attestables daemon: {exc}", file=sys.stderr)
             notifier.status(f"cannot start: {exc}")
@@ -203,8 +217,10 @@ def run_daemon(flags: dict[str, Any]) -> int:
             log.error("%s", exc)
             notifier.status(f"cannot start: {exc}")
             return 1
+        log.info("event loop: %s", loop_name)
         try:
-            asyncio.run(serve(settings, flags=flags, notifier=notifier, sockets=sockets, watchdog_s=watchdog_s))
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(serve(settings, flags=flags, notifier=notifier, sockets=sockets, watchdog_s=watchdog_s))
         except (OSError, RuntimeError, AttestablesError) as exc:
             log.error("cannot start: %s", exc)
             notifier.status(f"cannot start: {exc}")

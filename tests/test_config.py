@@ -63,3 +63,34 @@ def test_bad_environment_value_names_the_variable(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="No such file"):
         load_settings({"config": str(tmp_path / "absent.toml")}, environ={})
+
+
+def test_event_loop_setting_chooses_the_loop(tmp_path, monkeypatch):
+    import asyncio
+    import builtins
+
+    from attestables.daemon.main import loop_factory
+
+    with pytest.raises(ConfigError, match="event_loop: expected auto, uvloop, asyncio"):
+        load_settings({"state_dir": tmp_path, "event_loop": "trio"})
+    assert loop_factory("asyncio") == (None, "asyncio")
+    factory, name = loop_factory("auto")
+    uvloop = pytest.importorskip("uvloop")
+    assert factory is uvloop.new_event_loop and name == f"uvloop {uvloop.__version__}"
+    loop = factory()
+    try:
+        assert isinstance(loop, asyncio.AbstractEventLoop) and type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
+
+    real_import = builtins.__import__
+
+    def no_uvloop(name, *args, **kwargs):
+        if name == "uvloop":
+            raise ImportError("no uvloop here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_uvloop)
+    assert loop_factory("auto") == (None, "asyncio")  # where uvloop is not installed
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        loop_factory("uvloop")

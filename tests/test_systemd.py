@@ -209,6 +209,8 @@ async def test_ready_watchdog_reload_and_stop_under_a_notify_socket(tmp_path: Pa
     assert lines and all(re.match(r"<[2-7]>attestables\.", line) for line in lines), lines[:5]
     text = "\n".join(lines)
     assert "<6>attestables.daemon: configuration reloaded: max_runs, run_wall_s" in text
+    # event_loop = auto: uvloop, which the project installs on Linux.
+    assert re.search(r"^<6>attestables\.daemon: event loop: uvloop [\d.]+$", text, flags=re.MULTILINE)
     assert "<4>attestables.daemon: changed settings that need a restart to take effect: event_ring_size" in text
     assert re.search(r"<3>attestables\.daemon: reload refused, the running configuration stays: run_wall_s", text)
     assert token not in text and passphrase not in text
