@@ -447,7 +447,9 @@ async def test_replayed_request_is_refused(env: Env) -> None:
         async with integration(env, "--interval", "1", "--after-id", str(after)) as run:
             await run.line(rf"^sale {sale}: above threshold, booked trip \S+ \(new\)")
             cert = await env.client.call("certs.get", {"run_id": run.run_id})
-            sent = {t["sha256_in"] for t in run.traces}
+            # traces.list: every crossing answered so far (events arrive a batch later).
+            listed = (await env.client.call("traces.list", {"run_id": run.run_id, "limit": 1000}))["traces"]
+            sent = {t["sha256_in"] for t in listed}
             for kind, path in (("store", "/api/sales"), ("transport", "/api/trips")):
                 recorded = [body for p, body in proxies[kind].recorded if p == path]
                 assert recorded, f"the proxy in front of {kind} recorded no {path}"
