@@ -219,7 +219,8 @@ async def measure_keys(url: str, *, seconds: float, key_interval: float, wait_fo
                 await asyncio.sleep(0.5)
         navigation = [t for k, t in clock.by_key if k in NAVIGATION]
         tabs = [t for k, t in clock.by_key if k not in NAVIGATION]
-        return {"samples": clock.samples, "queued": clock.queued, "navigation": navigation, "tabs": tabs, "presses": index, "missed": missed, "events": app.records.events,
+        return {"samples": clock.samples, "queued": clock.queued, "navigation": navigation, "tabs": tabs,
+                "by_key": clock.by_key, "presses": index, "missed": missed, "events": app.records.events,
                 "lost": app.records.lost, "batches": app.batches}
 
 

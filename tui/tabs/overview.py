@@ -33,6 +33,10 @@ class OverviewPane(Pane):
     MAIN = "#overview-health"
     BINDINGS = bindings("overview")
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[str, Any] = {}  # per panel: what it shows (for the panels redrawn often)
+
     def compose(self) -> ComposeResult:
         with Grid(id="overview-grid"):
             yield Static(id="overview-daemon", classes="panel")
@@ -81,7 +85,7 @@ class OverviewPane(Pane):
             grid.add_row("memory", size(platform.get("memory_bytes")))
             grid.add_row("CHERI", "yes" if platform.get("cheri") else "no (no capability protection is claimed)")
             grid.add_row("state dir", str(info.get("state_dir")))
-        self.query_one("#overview-daemon", Static).update(grid)
+        self._show("#overview-daemon", grid)
 
     def _toolchains(self) -> None:
         table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
@@ -91,7 +95,7 @@ class OverviewPane(Pane):
             available = Text("yes", style="green") if t.get("available") else Text("no", style="dim")
             compiler = t.get("version") or t.get("compiler") or "-"
             table.add_row(str(t.get("name")), str(t.get("abi")), available, str(compiler))
-        self.query_one("#overview-toolchains", Static).update(table)
+        self._show("#overview-toolchains", table)
 
     def _backends(self) -> None:
         info = self.records.info or {}
@@ -108,7 +112,7 @@ class OverviewPane(Pane):
                 detail = str(b.get("reason") or "unavailable")
                 available = Text("no", style="dim")
             table.add_row(name, available, detail)
-        self.query_one("#overview-backends", Static).update(table)
+        self._show("#overview-backends", table)
 
     def _ca(self) -> None:
         ca = self.records.ca
@@ -121,7 +125,7 @@ class OverviewPane(Pane):
             grid.add_row("issuing SHA-256", str(prints.get("issuing")))
             grid.add_row("root held by", "the operator's own CA" if ca.get("operator_root") else "this launcher")
             grid.add_row("CRL", f"{ca.get('revoked', 0)} revoked · next update {when(ca.get('crl_next_update'))}")
-        self.query_one("#overview-ca", Static).update(grid)
+        self._show("#overview-ca", grid)
 
     def _counts(self) -> None:
         r = self.records
@@ -132,13 +136,15 @@ class OverviewPane(Pane):
         def more(n: int, bounded: Any) -> str:
             return f"{n:,}+" if getattr(bounded, "forgotten", 0) else f"{n:,}"
 
-        grid.add_row("sources", f"{len(r.sources):,}")
-        grid.add_row("builds", more(len(r.builds), r.builds))
-        grid.add_row("runs", f"{more(len(r.runs), r.runs)} · {active} active")
-        grid.add_row("certificates", f"{more(len(r.certs), r.certs)} · {revoked} revoked")
-        grid.add_row("services", f"{len(r.services):,}")
-        grid.add_row("traces", f"{r.trace_count:,}")
-        self.query_one("#overview-counts", Static).update(grid)
+        rows = (("sources", f"{len(r.sources):,}"), ("builds", more(len(r.builds), r.builds)),
+                ("runs", f"{more(len(r.runs), r.runs)} · {active} active"),
+                ("certificates", f"{more(len(r.certs), r.certs)} · {revoked} revoked"),
+                ("services", f"{len(r.services):,}"), ("traces", f"{r.trace_count:,}"))
+        if rows == self._shown.get("#overview-counts"):
+            return
+        for row in rows:
+            grid.add_row(*row)
+        self._show("#overview-counts", grid, key=rows)
 
     def checks(self) -> list[tuple[str, str]]:
         """The health checks: (mark, text), worst first."""
@@ -183,13 +189,23 @@ class OverviewPane(Pane):
         return sorted(checks, key=lambda c: order[c[0]])
 
     def _health(self) -> None:
+        checks = self.checks()
+        if checks == self._shown.get("#overview-health"):
+            return
         text = Text()
-        for index, (mark, line) in enumerate(self.checks()):
+        for index, (mark, line) in enumerate(checks):
             if index:
                 text.append("\n")
             text.append(f"{mark} ", style=MARK_STYLES[mark])
             text.append(line)
-        self.query_one("#overview-health", Static).update(text)
+        self._show("#overview-health", text, key=checks)
+
+    def _show(self, selector: str, renderable: Any, key: Any = None) -> None:
+        # Every panel has a fixed place and size in the grid (console.tcss): a new content
+        # needs a repaint of that panel, never a layout of the screen. The counts and the
+        # health change with every batch of events: they are redrawn only when different.
+        self._shown[selector] = key
+        self.query_one(selector, Static).update(renderable, layout=False)
 
 
 def _parse_time(value: str) -> float | None:
