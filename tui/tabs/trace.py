@@ -97,7 +97,6 @@ class TracePane(Pane):
         self._redraw_timer: Any = None
         self.detail_for: str | None = None
         self.shown_rows: dict[str, dict[str, Any]] = {}
-        self._cells: dict[str, tuple[Any, ...]] = {}
         self.seen_runs: dict[str, None] = {}  # ordered: the runs the filter offers
         self.seen_services: set[str] = set()
         # Rows of the diagram's run that arrived since the last redraw.
@@ -110,7 +109,7 @@ class TracePane(Pane):
             with Vertical(id="trace-latency"):
                 yield Static(id="trace-latency-label")
                 yield Sparkline([], id="trace-sparkline")
-        yield RingTable(COLUMNS, follow_tail=True, id="trace-table")
+        yield RingTable(COLUMNS, follow_tail=True, formatter=trace_row, id="trace-table")
         with Horizontal(id="trace-bottom"):
             yield Static(Text("choose a message", style="dim"), id="trace-detail")
             yield SequenceDiagram(id="trace-sequence")
@@ -194,10 +193,9 @@ class TracePane(Pane):
         rows = self.visible()
         table = self.query_one("#trace-table", RingTable)
         self.shown_rows = {str(t["id"]): t for t in rows}
-        # A row's cells are made once: kept rows reuse theirs (the table compares by identity first).
-        cells = self._cells
-        self._cells = {key: cells.get(key) or trace_row(t) for key, t in self.shown_rows.items()}
-        table.sync(list(self._cells.items()))
+        # The table makes a row's cells (trace_row) only when it draws the row; kept rows are
+        # the same records (the table compares by identity first) and keep their drawing.
+        table.sync(list(self.shown_rows.items()))
         latencies = [float(t.get("latency_ms") or 0) for t in rows[-SPARK_POINTS:]]
         self.query_one("#trace-sparkline", Sparkline).data = latencies
         label = Text("latency ", style="dim")

@@ -2,16 +2,18 @@
 
 The live message trace can take thousands of rows a second. A DataTable measures every
 cell of every row it is given, which at that rate is most of the screen's time; this
-table keeps the rows it shows as an ordered list of ``(key, cells)`` and draws a row
-when it scrolls into view, caching it by its key. :meth:`RingTable.sync` is a keyed
-diff: rows whose key stays keep their drawing, new keys are drawn when seen, gone keys
-are dropped. Columns have fixed widths. The cursor stays on its row as rows come and go;
+table keeps the rows it shows as an ordered list of ``(key, value)`` and draws a row
+when it scrolls into view, caching it by its key. A value is the row's cells, or, with a
+``formatter``, the record they are made from: then cells are made only for the rows
+drawn (a few dozen), not for every row the table holds (hundreds, replaced several
+times a second under a flood). :meth:`RingTable.sync` is a keyed diff: rows whose key
+stays keep their drawing, new keys are drawn when seen, gone keys are dropped. Columns have fixed widths. The cursor stays on its row as rows come and go;
 with ``follow_tail`` a cursor on the last row follows each new last row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.segment import Segment
@@ -24,6 +26,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from .scrolling import set_virtual_size
 
 Column = tuple[str, str, int]  # (key, label, width)
 
@@ -61,12 +65,14 @@ class RingTable(ScrollView, can_focus=True):
         def control(self) -> RingTable:
             return self.table
 
-    def __init__(self, columns: Sequence[Column], *, follow_tail: bool = True, id: str | None = None) -> None:
+    def __init__(self, columns: Sequence[Column], *, follow_tail: bool = True,
+                 formatter: Callable[[Any], Sequence[Any]] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.columns = list(columns)
         self.follow_tail = follow_tail
+        self.formatter = formatter
         self._keys: list[str] = []
-        self._cells: dict[str, tuple[Any, ...]] = {}
+        self._cells: dict[str, Any] = {}  # key -> cells, or the record the formatter makes them from
         self._index: dict[str, int] = {}
         self._strips: dict[str, Strip] = {}
         self._strip_width = -1
@@ -87,13 +93,20 @@ class RingTable(ScrollView, can_focus=True):
         return not self._keys or self.cursor >= len(self._keys) - 1
 
     def row(self, key: str) -> tuple[Any, ...] | None:
-        return self._cells.get(key)
+        """The cells of the row ``key`` (made by the formatter if there is one)."""
+        value = self._cells.get(key)
+        if value is None or self.formatter is None:
+            return value
+        return tuple(self.formatter(value))
 
-    def sync(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Show exactly ``rows``, in this order."""
+    def sync(self, rows: Sequence[tuple[str, Any]]) -> None:
+        """Show exactly ``rows`` (``(key, cells)``, or ``(key, record)`` with a formatter), in this order."""
         was_key = self.cursor_key
         follow = self.follow_tail and self.at_tail
-        cells = {key: values if isinstance(values, tuple) else tuple(values) for key, values in rows}
+        if self.formatter is None:
+            cells = {key: values if isinstance(values, tuple) else tuple(values) for key, values in rows}
+        else:
+            cells = dict(rows)
         old = self._cells
         changed = [key for key, values in cells.items()
                    if (before := old.get(key, values)) is not values and before != values]
@@ -104,7 +117,7 @@ class RingTable(ScrollView, can_focus=True):
         self._keys = list(cells)
         self._cells = cells
         self._index = {key: index for index, key in enumerate(self._keys)}
-        self.virtual_size = Size(self._width(), len(self._keys) + 1)
+        set_virtual_size(self, Size(self._width(), len(self._keys) + 1))
         if not self._keys:
             self._set_cursor(-1)
         elif follow:
@@ -212,7 +225,9 @@ class RingTable(ScrollView, can_focus=True):
             self._strip_width = width
         strip = self._strips.get(key)
         if strip is None:
-            strip = self._strip(self._line(self._cells[key]), max(width, self._width()), base)
+            value = self._cells[key]
+            cells = self.formatter(value) if self.formatter is not None else value
+            strip = self._strip(self._line(cells), max(width, self._width()), base)
             if len(self._strips) > 4 * max(64, self.size.height):
                 self._strips.clear()  # bounded: only rows recently on screen are kept
             self._strips[key] = strip

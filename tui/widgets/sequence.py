@@ -25,6 +25,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from ..format import size
+from .scrolling import set_virtual_size
 
 PROCESS = "Integration process"
 LAUNCHER = "Launcher"
@@ -186,7 +187,7 @@ class SequenceBody(ScrollView):
             self.scroll_end(animate=False, immediate=True, force=True, x_axis=False)
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self.arrows))
+        set_virtual_size(self, Size(self.scrollable_content_region.width, len(self.arrows)))
 
     def on_resize(self) -> None:
         self._cache.clear()
