@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
 from ..messages import CONNECTED, CONNECTING, ConnectionChanged
+
+
+# The event count is redrawn at most this often: under a flood of events every batch
+# would otherwise repaint the status line, a frame of its own between the tabs' redraws.
+COUNT_REDRAW_S = 0.5
 
 
 class ConnectionStatus(Static):
@@ -20,6 +27,8 @@ class ConnectionStatus(Static):
         self.url = url
         self.state = CONNECTING
         self.line = Text(f"○ connecting to {url}", style="yellow")
+        self._drawn_at = 0.0
+        self._timer: object | None = None
 
     def show(self, change: ConnectionChanged) -> None:
         self.url = change.url
@@ -38,12 +47,19 @@ class ConnectionStatus(Static):
         self._draw()
 
     def watch_events(self) -> None:
-        self._draw()
+        # A count: drawn now if the last drawing is old enough, else once, a little later.
+        wait = COUNT_REDRAW_S - (time.monotonic() - self._drawn_at)
+        if wait <= 0:
+            self._draw()
+        elif self._timer is None:
+            self._timer = self.set_timer(wait, self._draw)
 
     def watch_lost(self) -> None:
-        self._draw()
+        self._draw()  # losses are shown at once
 
     def _draw(self) -> None:
+        self._timer = None
+        self._drawn_at = time.monotonic()
         counts = Text(f" · {self.events:,} events", style="dim")
         if self.lost:
             counts.append(f" · {self.lost:,} lost", style="bold red")
