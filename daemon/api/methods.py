@@ -239,6 +239,15 @@ async def ca_info(ctx: CallContext, _: Any) -> dict[str, Any]:
     return ctx.daemon.certs.info()
 
 
+@method("ca.crl")
+async def ca_crl(ctx: CallContext, _: Any) -> dict[str, Any]:
+    """The issuing CA's current CRL as PEM (what GET /api/v1/crl serves), for a client that
+    appraises certificates as the services do."""
+    info = ctx.daemon.certs.info()
+    return {"crl_pem": ctx.daemon.certs.crl(pem=True).decode(), "next_update": info["crl_next_update"],
+            "revoked": info["revoked"]}
+
+
 @method("certs.list", CertListParams)
 async def certs_list(ctx: CallContext, p: CertListParams) -> dict[str, Any]:
     """Run certificates, newest first, with their revocation state."""

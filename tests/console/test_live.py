@@ -159,6 +159,8 @@ async def test_operator_session(study: CaseStudy, tmp_path: Path) -> None:
         await pilot.press("p")
         await fill(app, pilot, {"policy": str(policy)})
         await until(pilot, lambda: "AFFIRMING" in text_of(app.query_one("#att-result")), "the verifier's result")
+        # Appraised with the launcher's CRL (ca.crl), as the services appraise it.
+        assert "checked against the launcher's CRL" in text_of(app.query_one("#att-result"))
 
         # Trace: the integration process's messages, in the table and the sequence diagram.
         await open_tab(app, pilot, "6", "trace")

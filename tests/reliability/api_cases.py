@@ -43,7 +43,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "runs.start": ("build_id", "backend", "args", "limits"), "runs.list": ("limit", "state"),
     "runs.get": ("run_id",), "runs.logs": ("run_id",), "runs.stop": ("run_id",),
     "events.subscribe": ("topics", "filter", "since"), "events.unsubscribe": ("subscription",),
-    "ca.info": (), "certs.list": ("limit", "run_id"), "certs.get": ("serial", "run_id"),
+    "ca.info": (), "ca.crl": (), "certs.list": ("limit", "run_id"), "certs.get": ("serial", "run_id"),
     "certs.revoke": ("serial", "reason"), "attestation.get": ("run_id",),
     "services.register": ("service_id", "url", "tls_ca_pem", "tls_fingerprint"), "services.list": (),
     "services.remove": ("service_id",), "traces.list": ("run_id", "service_id", "since", "limit"),

@@ -3,6 +3,7 @@ and the verifier's result against a chosen policy file, reason by reason; revoke
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
+
+from attestables.shared.errors import AttestablesError
 
 from ..actions import bindings
 from ..dialogs import Field, FormScreen
@@ -86,18 +89,41 @@ def result_view(run_id: str | None, policy: str | None, result: dict[str, Any] |
     for reason in reasons:
         text.append(f"  • {reason.get('code')}", style="bold")
         text.append(f": {reason.get('message')}\n")
-    text.append("revocation: from the launcher's record (the console does not fetch the CRL)", style="dim")
+    crl = result.get("crl")
+    if crl:
+        text.append(f"revocation: checked against the launcher's CRL ({crl})", style="dim")
+    else:
+        text.append("revocation: not checked by the verifier (no CRL from the launcher); "
+                    "the launcher's record is above", style="dim")
     return text
 
 
-def verify_with_policy(policy_path: str, pem: str, chain_pem: str, now: float) -> dict[str, Any]:
-    """Appraise a certificate as a service would (runs in a thread: it reads files)."""
+def verify_with_policy(policy_path: str, pem: str, chain_pem: str, now: float,
+                       crl_pem: str | None = None) -> dict[str, Any]:
+    """Appraise a certificate as a service would, with the launcher's CRL when given (runs in
+    a thread: it reads files)."""
     from attestables.shared.verifier import Verifier, load_policy
 
     policy = load_policy(policy_path)
-    verifier = Verifier(policy, cache_size=0)
+    verifier = Verifier(policy, cache_size=0, crls=[crl_pem] if crl_pem else ())
     result = verifier.verify(pem, chain_pem, now=now).to_dict()
     result.pop("claims", None)
+    return result
+
+
+async def verify_run_certificate(source: Any, policy_path: str, pem: str, chain_pem: str,
+                                 now: float) -> dict[str, Any]:
+    """The launcher's current CRL (``ca.crl``), then :func:`verify_with_policy` in a thread.
+
+    Without the CRL (a daemon that predates ``ca.crl``, or a failed call) the certificate is
+    still appraised, and the result says revocation was not checked."""
+    try:
+        crl = await source.call("ca.crl")
+        crl_pem, note = str(crl["crl_pem"]), f"{crl.get('revoked', '?')} listed, next update {when(crl.get('next_update'))}"
+    except (AttestablesError, KeyError, TypeError):
+        crl_pem, note = None, None
+    result = await asyncio.to_thread(verify_with_policy, policy_path, pem, chain_pem, now, crl_pem)
+    result["crl"] = note
     return result
 
 
@@ -250,7 +276,8 @@ class AttestationPane(Pane):
         assert self.certificate is not None and self.run_id is not None
         run_id, policy, now = self.run_id, self.policy, self.console.clock()
         pem, chain = str(self.certificate.get("pem", "")), str(self.certificate.get("chain_pem", ""))
-        self.run_task(lambda: verify_with_policy(policy, pem, chain, now), name="verify", thread=True,
+        source = self.console.source
+        self.run_task(lambda: verify_run_certificate(source, policy, pem, chain, now), name="verify",
                       done=lambda result: self.post_message(Verified(run_id, policy, result)))
 
     def action_revoke(self) -> None:
