@@ -46,6 +46,21 @@ from .widgets.status import ConnectionStatus
 RESTART_S = 2.0
 
 
+class ConsoleTabs(TabbedContent):
+    """The tabs, switched only when the user asks (a tab key, a click on a tab).
+
+    Textual's TabbedContent also switches to whichever pane a widget was focused in, when
+    that pane's ``TabPane.Focused`` message is handled. That message is queued: pressing
+    a tab key right after the console focused the previous tab's main widget, the stale
+    message switched the tabs back (seen under load). The console focuses only widgets of
+    the tab that shows, so nothing is lost by ignoring it.
+    """
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.stop()
+        event.prevent_default()  # not TabbedContent's own handler either
+
+
 class ConsoleApp(App[None]):
     """The attestables operator console."""
 
@@ -75,7 +90,7 @@ class ConsoleApp(App[None]):
     def compose(self) -> ComposeResult:
         self.status = ConnectionStatus(self.source.url, id="status")
         yield self.status
-        with TabbedContent(id="tabs", initial="overview"):
+        with ConsoleTabs(id="tabs", initial="overview"):
             for tab, pane in zip(TABS, self._make_panes()):
                 self._panes[tab] = pane
                 with TabPane(f"{TABS.index(tab) + 1} {TAB_TITLES[tab]}", id=tab):

@@ -62,8 +62,12 @@ async def open_tab(app: ConsoleApp, pilot: Any, key: str, tab: str) -> None:
     """Press a tab's key: the tab shows, with the focus in it (so its keys are in the footer)."""
     await pilot.press(key)
     await settle(app, pilot)
-    await until(pilot, lambda: app.query_one(TabbedContent).active == tab and app.focused is not None
-                and app.pane(tab) in app.focused.ancestors_with_self, f"the {tab} tab to show, focused", timeout=30)
+    try:
+        await until(pilot, lambda: app.query_one(TabbedContent).active == tab and app.focused is not None
+                    and app.pane(tab) in app.focused.ancestors_with_self, f"the {tab} tab to show, focused", timeout=30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: active={app.query_one(TabbedContent).active} focused={app.focused!r} "
+                             f"screens={app.screen_stack!r}") from None
 
 
 async def fill(app: ConsoleApp, pilot: Any, values: dict[str, str]) -> None:
@@ -147,8 +151,7 @@ async def test_operator_session(study: CaseStudy, tmp_path: Path) -> None:
         await until(pilot, lambda: integration_run in app.records.certs, "the integration run's certificate")
         assert app.query_one("#runs-table", KeyedTable).select_key(integration_run)
         await pilot.press("a")
-        await settle(app, pilot)
-        assert app.query_one(TabbedContent).active == "attestation"
+        await until(pilot, lambda: app.query_one(TabbedContent).active == "attestation", "the attestation tab")
         tree = app.query_one("#att-document", Tree)
         labels = {str(node.label) for node in tree.root.children}
         assert any(label.startswith("eat_nonce") for label in labels) and "measurements" in labels

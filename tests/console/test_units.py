@@ -144,3 +144,28 @@ def test_the_console_imports_neither_the_daemon_nor_the_cli() -> None:
             "'attestables.cli', 'attestables.apps')))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", out
+
+
+async def test_a_stale_focus_message_does_not_switch_the_tab_back() -> None:
+    # What a tab key pressed right after the previous tab's widget got focus used to do:
+    # that pane's queued TabPane.Focused, handled after the switch, switched back to it.
+    from textual.widgets import TabbedContent, TabPane
+
+    from .scenes import FIXED_NOW, load, settle
+    from attestables.tui.app import create_app
+    from attestables.tui.fixture import FixtureSource
+
+    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        tabs = app.query_one(TabbedContent)
+        app.action_show_tab("services")
+        await settle(app, pilot)
+        assert tabs.active == "services"
+        sources = app.query_one("#sources", TabPane)
+        tabs.post_message(TabPane.Focused(sources))
+        await settle(app, pilot)
+        assert tabs.active == "services"
+        await pilot.press("2")  # the user's own switch still works
+        await settle(app, pilot)
+        assert tabs.active == "sources"
