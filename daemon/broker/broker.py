@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgspec
 
 from attestables.shared import eai
 from attestables.shared import channel as wire
@@ -40,6 +41,9 @@ MAX_ANSWER = 1024 * 1024
 # A retry only when the connection itself failed: the request may not be sent twice once
 # the service could have received it (a WRITE is not assumed idempotent here).
 CONNECT_RETRIES = 1
+_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+_JSON = {"Content-Type": "application/json"}
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def trace_record(row: Any) -> dict[str, Any]:
@@ -99,13 +103,13 @@ class Broker:
 
     async def _forward(self, service: Service, path: str, request: wire.Request,
                        certificate: "IssuedCertificate", trace: dict[str, Any]) -> wire.Message:
-        body = {"certificate": certificate.pem.decode() + self.daemon.certs.ca.chain_pem().decode(),
-                "nonce": eai.b64url(request.nonce), "sealed": eai.b64url(request.sealed)}
+        body = _ENCODE({"certificate": certificate.pem.decode() + self.daemon.certs.ca.chain_pem().decode(),
+                        "nonce": eai.b64url(request.nonce), "sealed": eai.b64url(request.sealed)})
         session = self.session()
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                async with session.post(service.url + path, json=body, ssl=service.ssl,
-                                        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as resp:
+                async with session.post(service.url + path, data=body, headers=_JSON, ssl=service.ssl,
+                                        timeout=_TIMEOUT) as resp:
                     trace["http_status"] = resp.status
                     raw = await resp.content.read(MAX_ANSWER + 1)
                     return self._answer(request, resp.status, raw, trace)
