@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sqlite3
 from typing import Any
 
 from attestables.shared.errors import Conflict, InvalidParams, LimitExceeded, NotFound
@@ -49,31 +50,37 @@ class Sources:
         validate_name(name)
         data = validate_content(content, self.max_bytes)
         now = now_iso()
-        async with self.blobs.lock:
-            digest = await self.blobs.put(data)
-            row = await self.db.fetchone("SELECT source_id FROM sources WHERE name = ?", (name,))
+        max_sources = self.max_sources
+        # The blob is hashed, written and fsynced before the lock (uploads no longer queue
+        # behind each other's fsyncs); under the lock it is checked to still be there (a
+        # delete may have collected an identical, unnamed blob meanwhile) and named by its
+        # row, in one transaction on the database's thread.
+        digest = await self.blobs.put(data)
+
+        def insert(conn: sqlite3.Connection) -> tuple[str, int]:
+            row = conn.execute("SELECT source_id FROM sources WHERE name = ?", (name,)).fetchone()
             if row is None:
-                (count,) = await self.db.fetchone("SELECT count(*) FROM sources")  # type: ignore[misc]
-                if count >= self.max_sources:
-                    raise LimitExceeded(f"{count} sources stored; the limit is {self.max_sources}")
+                (count,) = conn.execute("SELECT count(*) FROM sources").fetchone()
+                if count >= max_sources:
+                    raise LimitExceeded(f"{count} sources stored; the limit is {max_sources}")
                 source_id = "s_" + secrets.token_hex(8)
-                version = 1
-                await self.db.transaction([
-                    ("INSERT INTO sources VALUES (?, ?, ?, ?)", (source_id, name, now, now)),
-                    ("INSERT INTO source_versions VALUES (?, 1, ?, ?, ?)", (source_id, digest, len(data), now)),
-                ])
-            else:
-                source_id = row["source_id"]
-                # The version number comes from the row count inside the same transaction as
-                # the insert (the write lock serialises uploads): never len(db)+1 outside it.
-                (latest,) = await self.db.fetchone(  # type: ignore[misc]
-                    "SELECT max(version) FROM source_versions WHERE source_id = ?", (source_id,))
-                version = latest + 1
-                await self.db.transaction([
-                    ("INSERT INTO source_versions VALUES (?, ?, ?, ?, ?)",
-                     (source_id, version, digest, len(data), now)),
-                    ("UPDATE sources SET updated_at = ? WHERE source_id = ?", (now, source_id)),
-                ])
+                conn.execute("INSERT INTO sources VALUES (?, ?, ?, ?)", (source_id, name, now, now))
+                conn.execute("INSERT INTO source_versions VALUES (?, 1, ?, ?, ?)", (source_id, digest, len(data), now))
+                return source_id, 1
+            source_id = row[0]
+            # The version number comes from the rows inside the same transaction as the
+            # insert (the write lock serialises uploads): never len(db)+1 outside it.
+            (latest,) = conn.execute("SELECT max(version) FROM source_versions WHERE source_id = ?",
+                                     (source_id,)).fetchone()
+            conn.execute("INSERT INTO source_versions VALUES (?, ?, ?, ?, ?)",
+                         (source_id, latest + 1, digest, len(data), now))
+            conn.execute("UPDATE sources SET updated_at = ? WHERE source_id = ?", (now, source_id))
+            return source_id, latest + 1
+
+        async with self.blobs.lock:
+            if not self.blobs.exists(digest):
+                await self.blobs.put(data)
+            source_id, version = await self.db.run(insert)
         return {"source_id": source_id, "name": name, "version": version, "sha256": digest, "size": len(data)}
 
     async def list(self) -> list[dict[str, Any]]:

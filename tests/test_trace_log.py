@@ -84,3 +84,18 @@ async def test_a_failed_batch_is_logged_and_the_next_one_is_stored(tmp_path: Pat
     finally:
         await traces.close()
         await db.close()
+
+
+async def test_a_flush_does_not_wait_out_the_batch_window(tmp_path: Path, monkeypatch):
+    from attestables.daemon.broker import traces as traces_module
+
+    monkeypatch.setattr(traces_module, "BATCH_WINDOW_S", 30.0)  # a window no test could wait out
+    db = await Database.open(tmp_path / "attestables.db")
+    traces = TraceLog(db, EventBus(100))
+    try:
+        await traces.add(crossing("run-z", 1))
+        await asyncio.wait_for(traces.flush(), 5)  # traces.list's wait: cut short
+        assert len(await db.fetchall("SELECT id FROM traces")) == 1
+    finally:
+        await traces.close()
+        await db.close()

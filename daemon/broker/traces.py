@@ -10,7 +10,7 @@ crossing, and crossings share transactions.
 What this trades: a daemon killed between answering a compartment and the next batch
 commit loses those crossings' rows (about a batch window's worth; ``docs/architecture.md``). Rows
 that were listed or streamed were stored first: :meth:`TraceLog.flush` (called by
-``traces.list``) waits for every row added before it. The pending list is bounded: a
+``traces.list``) waits for every row added before it, and cuts the batch window short. The pending list is bounded: a
 broker that gets ahead of the database by ``MAX_PENDING`` rows waits for it.
 """
 
@@ -49,6 +49,7 @@ class TraceLog:
         self._done = 0  # rows ever stored (or given up on)
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()  # a flush is waiting: no batch window
         self._writer: asyncio.Task[None] | None = None
 
     async def add(self, trace: dict[str, Any]) -> None:
@@ -64,6 +65,8 @@ class TraceLog:
     async def flush(self) -> None:
         """Wait until every row added so far is stored."""
         target = self._added
+        if self._done < target:
+            self._hurry.set()
         async with self._changed:
             await self._changed.wait_for(lambda: self._done >= target)
 
@@ -80,8 +83,12 @@ class TraceLog:
     async def _write_forever(self) -> None:
         while True:
             await self._wake.wait()
-            if len(self._pending) < MAX_PENDING // 2:
-                await asyncio.sleep(BATCH_WINDOW_S)
+            if len(self._pending) < MAX_PENDING // 2 and not self._hurry.is_set():
+                try:
+                    await asyncio.wait_for(self._hurry.wait(), BATCH_WINDOW_S)
+                except TimeoutError:
+                    pass
+            self._hurry.clear()
             self._wake.clear()
             batch, self._pending = self._pending, []
             if not batch:

@@ -33,6 +33,10 @@ class BlobStore:
         # Held across "write blob + insert row" and "delete row + collect blob" so that
         # garbage collection never removes a blob a concurrent upload is about to name.
         self.lock = asyncio.Lock()
+        # Writes (hash, write, two fsyncs) run in threads, at most this many at once: the
+        # disk is one device, and a crowd of writer threads would take the GIL from the
+        # event loop that serves everything else.
+        self._writers = asyncio.Semaphore(2)
 
     def path(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -58,7 +62,8 @@ class BlobStore:
     async def put(self, data: bytes, *, mode: int = 0o400) -> str:
         """Store ``data`` and return its sha256 (fsync runs off the event loop)."""
         digest = sha256_hex(data)
-        await asyncio.to_thread(self._put_sync, data, digest, mode)
+        async with self._writers:
+            await asyncio.to_thread(self._put_sync, data, digest, mode)
         return digest
 
     async def put_file(self, src: Path, *, mode: int = 0o500) -> tuple[str, int]:
