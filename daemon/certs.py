@@ -168,12 +168,29 @@ class Certificates:
         if row is not None:
             await self.revoke(row["serial"], reason)
 
+    async def prune_crl(self) -> int:
+        """Drop from the CRL the certificates that expired before the current CRL was
+        issued (so one CRL issued after their expiry listed them); returns how many."""
+        cutoff = _iso(self.ca.crl.last_update_utc)
+        rows = await self.daemon.db.fetchall(
+            "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after < ?", (cutoff,))
+        expired = [r["serial"] for r in rows if self.ca.is_revoked(r["serial"])]
+        if not expired:
+            return 0
+        count = await asyncio.to_thread(self.ca.forget, expired)
+        log.info("dropped %d expired certificate(s) from the CRL", count)
+        return count
+
     async def recover(self) -> None:
-        """Reconcile the CRL with the records; revoke certificates of runs that ended."""
+        """Reconcile the CRL with the records; revoke certificates of runs that ended.
+
+        A certificate past its notAfter needs no CRL entry (``prune_crl`` drops those), so
+        the records of expired ones are not reconciled."""
         rows = await self.daemon.db.fetchall(
             """SELECT c.serial, c.revocation_reason, c.revoked_at, r.state FROM certificates c
                JOIN runs r USING (run_id)
-               WHERE c.revoked_at IS NOT NULL OR r.state IN ('exited', 'failed', 'killed', 'lost')""")
+               WHERE (c.revoked_at IS NOT NULL OR r.state IN ('exited', 'failed', 'killed', 'lost'))
+                 AND c.not_after > ?""", (_iso(datetime.now(timezone.utc)),))
         in_crl = {r.serial: r for r in self.ca.revocations()}
         for row in rows:
             published = in_crl.get(row["serial"])
@@ -193,6 +210,7 @@ class Certificates:
                     "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?",
                     (now_iso(), reason, row["serial"]))
             log.info("revoked certificate %s at start (%s)", row["serial"], reason)
+        await self.prune_crl()
         await asyncio.to_thread(self.ca.refresh_crl)
 
     # -- queries ----------------------------------------------------------------------------

@@ -78,10 +78,12 @@ class Daemon:
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
 
     async def _housekeep(self) -> None:
-        """Periodic upkeep: re-sign the CRL well before its nextUpdate."""
+        """Periodic upkeep: drop expired certificates from the CRL, re-sign it well before
+        its nextUpdate."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
+                await self.certs.prune_crl()
                 await asyncio.to_thread(self.certs.ca.refresh_crl)
             except Exception:
                 log.exception("could not refresh the CRL")

@@ -225,3 +225,38 @@ async def test_a_passphrase_protected_ca(tmp_path):
             assert (await client.call("ca.info"))["fingerprints"] == fingerprints
     finally:
         await daemon.stop()
+
+
+async def test_expired_certificates_leave_the_crl_after_a_crl_lists_them_past_expiry(tmp_path):
+    from attestables.shared.client import Client
+    from attestables.shared.local_daemon import LocalDaemon
+
+    async def crl_serials(client: Client) -> set[int]:
+        answer = await client.call("ca.crl")
+        crl = x509.load_pem_x509_crl(answer["crl_pem"].encode())
+        assert answer["revoked"] == len(crl)
+        return {entry.serial_number for entry in crl}
+
+    daemon = LocalDaemon(tmp_path / "state", config={"run_cert_validity_s": 5})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            build = await build_source(client, "attest_hello.c", (EXAMPLES / "attest_hello.c").read_text())
+            _, first = await run_build(client, build["build_id"])
+            old = int(first.split("certificate serial:")[1].split()[0], 16)
+            # Past its notAfter by more than the second that certificate and CRL times are cut to.
+            await asyncio.sleep(6.5)
+            _, second = await run_build(client, build["build_id"])
+            young = int(second.split("certificate serial:")[1].split()[0], 16)
+            # The CRL issued when the second run ended lists both, the first past its expiry.
+            assert await crl_serials(client) == {old, young}
+    finally:
+        await daemon.stop()
+    await daemon.start()  # the start-up reconciliation drops what may go
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            assert await crl_serials(client) == {young}
+            record = await client.call("certs.get", {"serial": format(old, "x")})
+            assert record["revoked"] is True  # the record keeps the history; only the CRL forgets
+    finally:
+        await daemon.stop()

@@ -545,3 +545,22 @@ def test_import_refuses_wrong_chains_and_wrong_certificates(tmp_path, operator):
     with pytest.raises(InvalidParams, match="PEM or DER"):
         import_issuing_certificate(directory, b"junk", operator.chain_pem())
     assert not (directory / "issuing.pem").exists()  # nothing was installed
+
+
+def test_expired_certificates_can_be_dropped_from_the_crl(tmp_path):
+    now = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    directory = tmp_path / "ca"
+    ca = CertificateAuthority.create(directory, clock=lambda: now)
+    old, young = issue(ca, "run-old"), issue(ca, "run-young")
+    ca.revoke(old.serial, "cessation_of_operation")
+    ca.revoke(young.serial, "cessation_of_operation")
+    number = ca.crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert ca.forget([old.serial, "ab" * 8], now=now + dt.timedelta(days=2)) == 1  # unknown serials: ignored
+    crl = x509.load_der_x509_crl((directory / "crl.der").read_bytes())  # published at once
+    assert crl.get_revoked_certificate_by_serial_number(old.certificate.serial_number) is None
+    assert crl.get_revoked_certificate_by_serial_number(young.certificate.serial_number) is not None
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number + 1
+    assert crl.is_signature_valid(ca.issuing_certificate.public_key())
+    assert ca.forget([old.serial]) == 0  # nothing to drop: no new CRL
+    assert ca.crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number + 1
+    assert not CertificateAuthority.load(directory).is_revoked(old.serial)  # and it stays dropped

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -484,6 +484,25 @@ class CertificateAuthority:
                 del self._revoked[value]
                 raise
             return self._crl_der
+
+    def forget(self, serials: Iterable[str | int], *, now: datetime | None = None) -> int:
+        """Drop revoked certificates from the CRL and publish it again; returns how many.
+
+        For certificates past their notAfter that a CRL issued after it already listed
+        (RFC 5280 5.3.3 allows removing them then): a verifier refuses them as expired
+        anyway, and without this the CRL would grow by one entry per run for ever.
+        """
+        values = {parse_serial(s) for s in serials}
+        at = (now or self._clock()).replace(microsecond=0)
+        with self._lock:
+            gone = {v: self._revoked.pop(v) for v in values if v in self._revoked}
+            if gone:
+                try:
+                    self._write_crl(at)
+                except BaseException:
+                    self._revoked.update(gone)
+                    raise
+            return len(gone)
 
     def is_revoked(self, serial: str | int) -> bool:
         return parse_serial(serial) in self._revoked
