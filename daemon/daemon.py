@@ -110,6 +110,9 @@ class Daemon:
             await daemon.runs.recover()
             await daemon.builds.recover()
             await daemon.certs.recover()
+            collected = await daemon.sources.collect_unnamed_blobs()
+            if collected:
+                log.info("erased %d blob(s) no record names (left by an interrupted write or delete)", collected)
             await daemon.broker.registry.load()
         except BaseException:
             await db.close()  # its thread would otherwise keep the process alive

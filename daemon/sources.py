@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import sqlite3
@@ -141,6 +142,21 @@ class Sources:
             for (digest,) in rows:
                 if not await self.referenced(digest):
                     self.blobs.delete(digest)
+
+    async def collect_unnamed_blobs(self) -> int:
+        """Erase the blobs no row names; returns how many. Called at start, before serving:
+        a daemon killed between writing a blob and committing the row that names it (an
+        upload, a build's artefact), or between a delete's commit and its erase, leaves one
+        behind, never read but never collected otherwise."""
+        async with self.blobs.lock:
+            present = await asyncio.to_thread(self.blobs.all_digests)
+            rows = await self.db.fetchall(
+                """SELECT sha256 FROM source_versions
+                   UNION SELECT artefact_sha256 FROM builds WHERE artefact_sha256 IS NOT NULL""")
+            unnamed = present - {row[0] for row in rows}
+            for digest in unnamed:
+                self.blobs.delete(digest)
+        return len(unnamed)
 
     async def referenced(self, digest: str) -> bool:
         row = await self.db.fetchone(

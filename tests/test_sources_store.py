@@ -47,3 +47,23 @@ async def test_concurrent_uploads_of_one_name_make_consecutive_versions(tmp_path
         assert len({r["source_id"] for r in results}) == 1
     finally:
         await db.close()
+
+
+async def test_blobs_no_row_names_are_collected_and_named_ones_kept(tmp_path: Path):
+    db = await Database.open(tmp_path / "attestables.db")
+    blobs = BlobStore(tmp_path / "blobs")
+    sources = Sources(db, blobs, max_bytes=1 << 20, max_sources=100)
+    try:
+        kept = await sources.upload("kept.c", "int kept;\n")
+        stray = await blobs.put(b"written, then the daemon was killed before its row\n")
+        artefact = await blobs.put(b"\x7fELF an artefact a build row names")
+        await db.execute("""INSERT INTO builds (build_id, source_id, source_name, version, source_sha256, toolchain,
+                                                flags, state, created_at, artefact_sha256)
+                            VALUES ('b_1', ?, 'kept.c', 1, ?, '{}', '[]', 'succeeded', 'now', ?)""",
+                         (kept["source_id"], kept["sha256"], artefact))
+        assert await sources.collect_unnamed_blobs() == 1
+        assert not blobs.exists(stray)
+        assert blobs.exists(kept["sha256"]) and blobs.exists(artefact)
+        assert await sources.collect_unnamed_blobs() == 0
+    finally:
+        await db.close()

@@ -65,8 +65,8 @@ def blobs(state_dir: Path) -> list[str]:
 
 
 def unreferenced_blobs(state_dir: Path) -> int:
-    """Blobs no row names (left by a crash between a delete's commit and its erase):
-    garbage, not an inconsistency."""
+    """Blobs no row names (left by a kill between writing a blob and committing its row, or
+    between a delete's commit and its erase): garbage, which a restart erases."""
     named = set(named_blobs(state_dir))
     root = state_dir / "blobs"
     present = {p.name for sub in root.iterdir() if sub.is_dir() for p in sub.iterdir() if not is_temp_name(p.name)}
@@ -160,6 +160,9 @@ def check_all(state_dir: Path, *, lost_runs: Iterable[str] = (), previous_work: 
         "integrity": lambda: integrity(state_dir),
         "blobs": lambda: blobs(state_dir),
         "temp_files": lambda: temp_files(state_dir),
+        # The restarted daemon erased what a kill left unnamed, before serving.
+        "unnamed_blobs": lambda: [f"{n} blob(s) no row names survived the restart"]
+        if (n := unreferenced_blobs(state_dir)) else [],
         "nothing_active": lambda: nothing_active(state_dir, lost_runs),
         "certificates": lambda: certificates(state_dir, crl_der),
         "run_outputs": lambda: run_outputs(state_dir),
