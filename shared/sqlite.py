@@ -56,6 +56,12 @@ def transaction_now(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
     return _finish(conn, fn)
 
 
+async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(sqlite3_connection)`` on ``conn``'s thread, as it is (no transaction added): one
+    round trip for a statement and its results."""
+    return await _ON_THREAD(conn, fn, conn._conn)  # type: ignore[misc]
+
+
 async def run_transaction(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """``fn(sqlite3_connection)`` inside one transaction, on ``conn``'s thread."""
     return await _ON_THREAD(conn, _in_transaction, conn._conn, fn)  # type: ignore[misc]

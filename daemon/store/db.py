@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import aiosqlite
 
-from attestables.shared.sqlite import run_transaction
+from attestables.shared.sqlite import on_thread, run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -173,32 +173,26 @@ class Database:
         await self.conn.close()
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement in its own transaction; returns the number of rows changed."""
+        """Run one statement in its own transaction; returns the number of rows changed.
+        One round trip to the database's thread (statement, row count, cursor closed)."""
+        args = tuple(params)
         async with self._write_lock:
-            cursor = await self.conn.execute(sql, tuple(params))
-            count = cursor.rowcount
-            await cursor.close()
-            return count
+            return await on_thread(self.conn, lambda c: _rowcount(c.execute(sql, args)))
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one INSERT in its own transaction; returns the new row's id."""
+        """Run one INSERT in its own transaction; returns the new row's id (one round trip)."""
+        args = tuple(params)
         async with self._write_lock:
-            cursor = await self.conn.execute(sql, tuple(params))
-            row_id = cursor.lastrowid
-            await cursor.close()
-            return int(row_id or 0)
+            return await on_thread(self.conn, lambda c: _lastrowid(c.execute(sql, args)))
 
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run several statements atomically."""
-        async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    await self.conn.execute(sql, params)
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            await self.conn.execute("COMMIT")
+        """Run several statements atomically, in one round trip."""
+
+        def apply(conn: sqlite3.Connection) -> None:
+            for sql, params in statements:
+                conn.execute(sql, params).close()
+
+        await self.run(apply)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(conn)`` whole on the database's thread, in one transaction, one round trip
@@ -207,13 +201,41 @@ class Database:
             return await run_transaction(self.conn, fn)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        """The first row of a query, or None: one round trip to the database's thread."""
+        args = tuple(params)
+        return await on_thread(self.conn, lambda c: _first(c.execute(sql, args)))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        """Every row of a query: one round trip to the database's thread."""
+        args = tuple(params)
+        return await on_thread(self.conn, lambda c: _all(c.execute(sql, args)))
 
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")
         return row is not None and row[0] == "ok"
+
+
+# On the database's thread: a cursor is closed before its result goes back, so no
+# statement is left in progress (one would keep a later COMMIT from committing).
+def _rowcount(cursor: sqlite3.Cursor) -> int:
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def _lastrowid(cursor: sqlite3.Cursor) -> int:
+    row_id = cursor.lastrowid
+    cursor.close()
+    return int(row_id or 0)
+
+
+def _first(cursor: sqlite3.Cursor) -> Any:
+    row = cursor.fetchone()
+    cursor.close()
+    return row
+
+
+def _all(cursor: sqlite3.Cursor) -> list[Any]:
+    rows = cursor.fetchall()
+    cursor.close()
+    return rows
