@@ -16,6 +16,10 @@ hand-off and a loop wake-up (~150 µs apiece on the 2-core VMs here, measured in
   ``check_same_thread=False`` and a lock held by the caller around every use of the
   connection, so that the thread and the loop never use it at once.
 
+:func:`execute`, :func:`fetch_one` and :func:`fetch_all` are one statement and its
+result in one round trip, the cursor closed on the thread (a statement left in progress
+would keep a later COMMIT on the connection from committing).
+
 It relies on ``aiosqlite.Connection._execute`` (queue a callable on the connection's
 thread), which aiosqlite has no public name for; the import fails here, with this
 explanation, if an aiosqlite without it is installed. The caller holds whatever lock
@@ -25,7 +29,7 @@ keeps its other transactions from interleaving.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import aiosqlite
 
@@ -57,9 +61,50 @@ def transaction_now(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
 
 
 async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """``fn(sqlite3_connection)`` on ``conn``'s thread, as it is (no transaction added): one
-    round trip for a statement and its results."""
+    """``fn(sqlite3_connection)`` on ``conn``'s thread, as it is (no transaction added)."""
     return await _ON_THREAD(conn, fn, conn._conn)  # type: ignore[misc]
+
+
+async def execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> tuple[int, int]:
+    """One statement (its own transaction in autocommit mode): (rows changed, last row id)."""
+    args = tuple(params)
+
+    def run(c: sqlite3.Connection) -> tuple[int, int]:
+        cursor = c.execute(sql, args)
+        try:
+            return cursor.rowcount, int(cursor.lastrowid or 0)
+        finally:
+            cursor.close()
+
+    return await on_thread(conn, run)
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first row of a query, or None."""
+    args = tuple(params)
+
+    def run(c: sqlite3.Connection) -> Any:
+        cursor = c.execute(sql, args)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    return await on_thread(conn, run)
+
+
+async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Every row of a query."""
+    args = tuple(params)
+
+    def run(c: sqlite3.Connection) -> list[Any]:
+        cursor = c.execute(sql, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    return await on_thread(conn, run)
 
 
 async def run_transaction(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -38,7 +38,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import aiosqlite
 
-from attestables.shared.sqlite import Locked, run_transaction, transaction_now
+from attestables.shared.sqlite import Locked, fetch_all, run_transaction, transaction_now
 
 BASE_MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1
@@ -173,8 +173,7 @@ class ServiceDatabase:
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
-            async with self.conn.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return await fetch_all(self.conn, sql, params)
 
     async def close(self) -> None:
         if self._checkpointing is not None:

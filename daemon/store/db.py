@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import aiosqlite
 
-from attestables.shared.sqlite import on_thread, run_transaction
+from attestables.shared import sqlite
+from attestables.shared.sqlite import run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +176,13 @@ class Database:
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in its own transaction; returns the number of rows changed.
         One round trip to the database's thread (statement, row count, cursor closed)."""
-        args = tuple(params)
         async with self._write_lock:
-            return await on_thread(self.conn, lambda c: _rowcount(c.execute(sql, args)))
+            return (await sqlite.execute(self.conn, sql, tuple(params)))[0]
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one INSERT in its own transaction; returns the new row's id (one round trip)."""
-        args = tuple(params)
         async with self._write_lock:
-            return await on_thread(self.conn, lambda c: _lastrowid(c.execute(sql, args)))
+            return (await sqlite.execute(self.conn, sql, tuple(params)))[1]
 
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run several statements atomically, in one round trip."""
@@ -202,40 +201,13 @@ class Database:
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """The first row of a query, or None: one round trip to the database's thread."""
-        args = tuple(params)
-        return await on_thread(self.conn, lambda c: _first(c.execute(sql, args)))
+        return await sqlite.fetch_one(self.conn, sql, tuple(params))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """Every row of a query: one round trip to the database's thread."""
-        args = tuple(params)
-        return await on_thread(self.conn, lambda c: _all(c.execute(sql, args)))
+        return await sqlite.fetch_all(self.conn, sql, tuple(params))
 
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")
         return row is not None and row[0] == "ok"
 
-
-# On the database's thread: a cursor is closed before its result goes back, so no
-# statement is left in progress (one would keep a later COMMIT from committing).
-def _rowcount(cursor: sqlite3.Cursor) -> int:
-    count = cursor.rowcount
-    cursor.close()
-    return count
-
-
-def _lastrowid(cursor: sqlite3.Cursor) -> int:
-    row_id = cursor.lastrowid
-    cursor.close()
-    return int(row_id or 0)
-
-
-def _first(cursor: sqlite3.Cursor) -> Any:
-    row = cursor.fetchone()
-    cursor.close()
-    return row
-
-
-def _all(cursor: sqlite3.Cursor) -> list[Any]:
-    rows = cursor.fetchall()
-    cursor.close()
-    return rows
