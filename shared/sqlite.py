@@ -65,46 +65,33 @@ async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection
     return await _ON_THREAD(conn, fn, conn._conn)  # type: ignore[misc]
 
 
-async def execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> tuple[int, int]:
-    """One statement (its own transaction in autocommit mode): (rows changed, last row id)."""
+async def _statement(conn: aiosqlite.Connection, sql: str, params: Sequence[Any],
+                     take: Callable[[sqlite3.Cursor], T]) -> T:
     args = tuple(params)
 
-    def run(c: sqlite3.Connection) -> tuple[int, int]:
+    def run(c: sqlite3.Connection) -> T:
         cursor = c.execute(sql, args)
         try:
-            return cursor.rowcount, int(cursor.lastrowid or 0)
+            return take(cursor)
         finally:
             cursor.close()
 
     return await on_thread(conn, run)
+
+
+async def execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> tuple[int, int]:
+    """One statement (its own transaction in autocommit mode): (rows changed, last row id)."""
+    return await _statement(conn, sql, params, lambda c: (c.rowcount, int(c.lastrowid or 0)))
 
 
 async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
     """The first row of a query, or None."""
-    args = tuple(params)
-
-    def run(c: sqlite3.Connection) -> Any:
-        cursor = c.execute(sql, args)
-        try:
-            return cursor.fetchone()
-        finally:
-            cursor.close()
-
-    return await on_thread(conn, run)
+    return await _statement(conn, sql, params, sqlite3.Cursor.fetchone)
 
 
 async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Every row of a query."""
-    args = tuple(params)
-
-    def run(c: sqlite3.Connection) -> list[Any]:
-        cursor = c.execute(sql, args)
-        try:
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-
-    return await on_thread(conn, run)
+    return await _statement(conn, sql, params, sqlite3.Cursor.fetchall)
 
 
 async def run_transaction(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
