@@ -63,9 +63,11 @@ class Broker:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # No cookie jar: a service must not be able to keep state in the launcher (and
+            # one service's cookies must never travel to another).
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
-                headers={"User-Agent": "attestables-broker"})
+                headers={"User-Agent": "attestables-broker"}, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def close(self) -> None:
