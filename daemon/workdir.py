@@ -16,6 +16,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from attestables.shared.files import write_atomic
+
 MARKER = "work-dir"
 
 
@@ -52,7 +54,8 @@ def prepare_work_dir(state_dir: Path, configured: str, environ: dict[str, str] |
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
     work.chmod(0o711)
-    marker.write_text(f"{work}\n")
+    # Atomic: a torn marker could name another directory for the next start to remove.
+    write_atomic(marker, f"{work}\n".encode(), 0o600)
     blocked = _traversable_by_others(work) if os.geteuid() == 0 else None
     if blocked is not None:
         raise RuntimeError(f"work dir {work}: {blocked} is not traversable by the sandbox uid (needs o+x)")
