@@ -7,7 +7,7 @@ hand-off and a loop wake-up (~150 µs apiece on the 2-core VMs here, measured in
 
 - :func:`run_transaction` runs the function on the connection's thread, between
   ``BEGIN IMMEDIATE`` and ``COMMIT`` (``ROLLBACK`` if it raises, and the exception reaches
-  the caller): one round trip. The daemon's trace writer uses it.
+  the caller): one round trip. The daemon's transactions (trace rows, uploads) use it.
 - :func:`transaction_now` runs it right here, on the event loop's thread, if the write
   lock is free at once (else :class:`Locked`: the caller falls back to
   :func:`run_transaction`, which waits up to the busy timeout on the thread, never on the

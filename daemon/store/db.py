@@ -179,11 +179,6 @@ class Database:
         async with self._write_lock:
             return (await sqlite.execute(self.conn, sql, tuple(params)))[0]
 
-    async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one INSERT in its own transaction; returns the new row's id (one round trip)."""
-        async with self._write_lock:
-            return (await sqlite.execute(self.conn, sql, tuple(params)))[1]
-
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run several statements atomically, in one round trip."""
 

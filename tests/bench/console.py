@@ -220,8 +220,8 @@ async def measure_keys(url: str, *, seconds: float, key_interval: float, wait_fo
         navigation = [t for k, t in clock.by_key if k in NAVIGATION]
         tabs = [t for k, t in clock.by_key if k not in NAVIGATION]
         return {"samples": clock.samples, "queued": clock.queued, "navigation": navigation, "tabs": tabs,
-                "by_key": clock.by_key, "presses": index, "missed": missed, "events": app.records.events,
-                "lost": app.records.lost, "batches": app.batches}
+                "presses": index, "missed": missed, "events": app.records.events, "lost": app.records.lost,
+                "batches": app.batches}
 
 
 async def _start_server(rate: int, seconds: float) -> tuple[subprocess.Popen[bytes], str]:

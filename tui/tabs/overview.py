@@ -131,7 +131,6 @@ class OverviewPane(Pane):
         r = self.records
         active = sum(1 for run in r.runs.values() if run.get("state") in ("pending", "starting", "running"))
         revoked = sum(1 for c in r.certs.values() if c.get("revoked"))
-        grid = _grid()
 
         def more(n: int, bounded: Any) -> str:
             return f"{n:,}+" if getattr(bounded, "forgotten", 0) else f"{n:,}"
@@ -142,6 +141,7 @@ class OverviewPane(Pane):
                 ("services", f"{len(r.services):,}"), ("traces", f"{r.trace_count:,}"))
         if rows == self._shown.get("#overview-counts"):
             return
+        grid = _grid()
         for row in rows:
             grid.add_row(*row)
         self._show("#overview-counts", grid, key=rows)
