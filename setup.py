@@ -23,6 +23,6 @@ setup(
         "attestables.cheri": ["*.c", "runtime/include/*.h", "runtime/src/*.c", "runtime/src/*.h", "examples/*.c",
                               "tests/*.c", "tests/*.h"],
         "attestables.tui": ["*.tcss"],
-        "attestables.daemon": ["systemd/*", "rc.d/*"],
+        "attestables.daemon": ["systemd/*", "rc.d/*", "sandbox/*.c"],
     },
 )

@@ -104,6 +104,7 @@ class Daemon:
             log.info("removed %d temp files left by an interrupted write", swept)
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
         host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
+        host.prepare(work / "bin")
         db = await Database.open(state / "attestables.db")
         try:
             daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work, ca)
@@ -126,6 +127,7 @@ class Daemon:
         await self.builds.shutdown()
         await self.broker.close()
         await self.db.close()
+        await self.host.ready()  # its compiler writes into the work dir
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
     async def reload(self, new: Settings) -> tuple[list[str], list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import select
@@ -17,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from attestables.daemon.sandbox import argv as sb
+from attestables.daemon.sandbox import confine_tool
 from attestables.daemon.sandbox.argv import (
     Limits,
     SystemLayout,
@@ -25,6 +27,7 @@ from attestables.daemon.sandbox.argv import (
     c18n_needs_interpreter,
     c18n_run_argv,
     compartment_argv,
+    confine_tool_argv,
     drop_privileges_argv,
     elfctl_c18n_argv,
     freebsd_limits_argv,
@@ -86,6 +89,24 @@ def test_drop_privileges_argv() -> None:
     for uid, gid in ((0, 1), (1, 0), (-1, 5), (True, 5)):
         with pytest.raises(InvalidParams):
             drop_privileges_argv(uid, gid)
+
+
+def test_confine_tool_argv() -> None:
+    limits = ["--cpu=5:6", "--as=268435456:268435456", "--nofile=256:256", "--nproc=64:64", "--core=0:0",
+              "--fsize=67108864:67108864"]
+    assert confine_tool_argv("/w/bin/attestables-confine", LIMITS) == ["/w/bin/attestables-confine", *limits, "--"]
+    assert confine_tool_argv("/t", LIMITS, (70000, 65534)) == ["/t", *limits, "--user=70000:65534", "--"]
+    # The same limits, in the same syntax, as the util-linux head.
+    assert prlimit_argv(LIMITS)[1:] == [*limits, "--"]
+    for run_as in ((0, 1), (1, 0), (-1, 5), (True, 5)):
+        with pytest.raises(InvalidParams):
+            confine_tool_argv("/t", LIMITS, run_as)
+    with pytest.raises(InvalidParams):
+        confine_tool_argv("relative/tool", LIMITS)
+    argv = compartment_argv("bwrap", "/a/prog", [], LIMITS, run_as=(70000, 65534), layout=LAYOUT,
+                            confine_tool="/t")
+    assert argv[:9] == ["/t", *limits, "--user=70000:65534", "--"] and argv[9] == "/usr/bin/bwrap"
+    assert compartment_argv("none", "/a/prog", [], LIMITS, confine_tool="/t")[:8] == ["/t", *limits, "--"]
 
 
 def test_bwrap_run_argv_exact() -> None:
@@ -349,20 +370,38 @@ def spawn(argv: list[str], *, fds: dict[int, int] | None = None, timeout: float 
             b"".join(chunks[err_r]).decode())
 
 
-def run_in_compartment(probe: str | None, args: list[str], *, limits: Limits = LIMITS, root: bool = False,
-                       **kwargs: object) -> tuple[int, str, str]:
+@pytest.fixture(scope="module", params=["attestables-confine", "prlimit+setpriv"])
+def tool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str | None:
+    """The two heads a sandboxed command can start with: the daemon's helper, built here as
+    the daemon builds it, and the util-linux fallback."""
+    if request.param == "prlimit+setpriv":
+        return None
+    try:
+        return str(confine_tool.build(tmp_path_factory.mktemp("confine")))
+    except confine_tool.ConfineToolError as exc:
+        pytest.skip(str(exc))
+
+
+SANDBOX_UIDS = itertools.count(1879100000)
+
+
+def run_in_compartment(tool: str | None, probe: str | None, args: list[str], *, limits: Limits = LIMITS,
+                       root: bool = False, **kwargs: object) -> tuple[int, str, str]:
     fds = kwargs.pop("fds", None)
-    argv = compartment_argv("bwrap", probe, args, limits, run_as=None if root else (65534, 65534), **kwargs)
+    # A uid of its own per sandbox, as the daemon gives: RLIMIT_NPROC counts a uid's
+    # processes system-wide, and a fork loop's are reaped a little after bwrap exits.
+    run_as = None if root else (next(SANDBOX_UIDS), 65534)
+    argv = compartment_argv("bwrap", probe, args, limits, run_as=run_as, confine_tool=tool, **kwargs)
     return spawn(argv, fds=fds)  # type: ignore[arg-type]
 
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_hello_and_hidden_paths(probe: str, tmp_path: Path) -> None:
+def test_real_bwrap_hello_and_hidden_paths(probe: str, tool: str | None, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "ca.key").write_text("secret")
-    rc, out, err = run_in_compartment(probe, ["stat", "/root", str(state), str(state / "ca.key"), "/etc/passwd",
+    rc, out, err = run_in_compartment(tool, probe, ["stat", "/root", str(state), str(state / "ca.key"), "/etc/passwd",
                                               "/var", "/home", "/run/compartment/program", "/usr/bin"])
     assert rc == 0, err
     seen = dict(line.rsplit(" ", 1) for line in out.splitlines())
@@ -370,30 +409,30 @@ def test_real_bwrap_hello_and_hidden_paths(probe: str, tmp_path: Path) -> None:
         assert seen[hidden] == str(errno.ENOENT), (hidden, out)
     assert seen["/run/compartment/program"] == "0" and seen["/usr/bin"] == "0"
     # Also when the daemon does not drop privileges: uid inside is still 65534.
-    rc, out, err = run_in_compartment(probe, ["hello"], root=True)
+    rc, out, err = run_in_compartment(tool, probe, ["hello"], root=True)
     assert (rc, out) == (0, "hello uid=65534 fd=3\n"), err
 
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_read_only_filesystem(probe: str) -> None:
-    rc, out, _ = run_in_compartment(probe, ["write", "/x"])
+def test_real_bwrap_read_only_filesystem(probe: str, tool: str | None) -> None:
+    rc, out, _ = run_in_compartment(tool, probe, ["write", "/x"])
     assert out == f"write {errno.EROFS}\n"
-    rc, out, _ = run_in_compartment(probe, ["write", "/usr/x"])
+    rc, out, _ = run_in_compartment(tool, probe, ["write", "/usr/x"])
     assert out == f"write {errno.EROFS}\n"
-    rc, out, _ = run_in_compartment(probe, ["write", "/tmp/x"])
+    rc, out, _ = run_in_compartment(tool, probe, ["write", "/tmp/x"])
     assert out == "write 0\n"
 
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_no_network(probe: str) -> None:
+def test_real_bwrap_no_network(probe: str, tool: str | None) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.setblocking(False)
         port = listener.getsockname()[1]
-        rc, out, err = run_in_compartment(probe, ["connect", str(port)])
+        rc, out, err = run_in_compartment(tool, probe, ["connect", str(port)])
         assert rc == 0, err
         code = int(out.split()[1])
         assert code in (errno.ENETUNREACH, errno.ECONNREFUSED, errno.EACCES, errno.EPERM), out
@@ -409,27 +448,27 @@ def test_real_bwrap_no_network(probe: str) -> None:
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_control_fd3(probe: str) -> None:
+def test_real_bwrap_control_fd3(probe: str, tool: str | None) -> None:
     parent, child = socket.socketpair()
     with parent, child:
         parent.sendall(b"pong")
-        rc, out, err = run_in_compartment(probe, ["fd3"], fds={3: child.fileno()})
+        rc, out, err = run_in_compartment(tool, probe, ["fd3"], fds={3: child.fileno()})
         assert (rc, out) == (0, "got pong\n"), err
         assert parent.recv(16) == b"ping"
 
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_program_fd_and_json_status(probe: str, tmp_path: Path) -> None:
+def test_real_bwrap_program_fd_and_json_status(probe: str, tool: str | None, tmp_path: Path) -> None:
     private = tmp_path / "store"  # under pytest's 0700 base: unreachable for uid 65534
     private.mkdir()
     shutil.copy(probe, private / "prog")
-    rc, _, err = run_in_compartment(str(private / "prog"), ["hello"])
+    rc, _, err = run_in_compartment(tool, str(private / "prog"), ["hello"])
     assert rc != 0 and "Permission denied" in err  # a path bind needs a reachable path ...
     prog_fd = os.open(private / "prog", os.O_RDONLY | os.O_CLOEXEC)  # ... a descriptor does not
     status_r, status_w = os.pipe()
     try:
-        rc, out, err = run_in_compartment(None, ["hello"], program_fd=5,
+        rc, out, err = run_in_compartment(tool, None, ["hello"], program_fd=5,
                                           json_status_fd=4, fds={5: prog_fd, 4: status_w})
     finally:
         os.close(prog_fd)
@@ -444,9 +483,9 @@ def test_real_bwrap_program_fd_and_json_status(probe: str, tmp_path: Path) -> No
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_nproc_limit_stops_fork_loop(probe: str) -> None:
+def test_real_bwrap_nproc_limit_stops_fork_loop(probe: str, tool: str | None) -> None:
     limits = Limits(cpu_s=5, memory_mb=256, wall_s=10, output_kb=64, nproc=16)
-    rc, out, err = run_in_compartment(probe, ["fork"], limits=limits)
+    rc, out, err = run_in_compartment(tool, probe, ["fork"], limits=limits)
     assert rc == 0, err
     assert out.startswith("fork failed after "), out
     # bwrap's own processes (and any other process of uid 65534) count too: the loop gets
@@ -456,14 +495,14 @@ def test_real_bwrap_nproc_limit_stops_fork_loop(probe: str) -> None:
 
 @needs_bwrap
 @needs_root
-def test_real_bwrap_memory_and_cpu_limits(probe: str) -> None:
+def test_real_bwrap_memory_and_cpu_limits(probe: str, tool: str | None) -> None:
     limits = Limits(cpu_s=1, memory_mb=64, wall_s=10, output_kb=64)
-    rc, out, _ = run_in_compartment(probe, ["mem", "256"], limits=limits)
+    rc, out, _ = run_in_compartment(tool, probe, ["mem", "256"], limits=limits)
     assert out == "malloc failed\n"
-    rc, out, _ = run_in_compartment(probe, ["mem", "8"], limits=limits)
+    rc, out, _ = run_in_compartment(tool, probe, ["mem", "8"], limits=limits)
     assert out == "malloc ok\n"
     start = time.monotonic()
-    rc, _, _ = run_in_compartment(probe, ["spin"], limits=limits)
+    rc, _, _ = run_in_compartment(tool, probe, ["spin"], limits=limits)
     assert rc != 0 and time.monotonic() - start < 5  # killed by RLIMIT_CPU, not the test's timeout
 
 

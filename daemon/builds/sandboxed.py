@@ -69,7 +69,8 @@ async def _run(daemon: "Daemon", argv: Sequence[str], *, src: Path, out: Path, r
         for line in splitters[stream].feed(chunk):
             on_line(stream, line)
 
-    proc = await SandboxProcess.spawn(confine(limits, run_as) + sandbox, env=COMPILE_ENV, on_output=on_output)
+    head = confine(limits, run_as, tool=await daemon.host.ready())
+    proc = await SandboxProcess.spawn(head + sandbox, env=COMPILE_ENV, on_output=on_output)
     on_spawn(proc)
     try:
         status: ExitStatus | None = await asyncio.wait_for(proc.wait(), settings.build_timeout_s)

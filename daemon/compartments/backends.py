@@ -61,15 +61,16 @@ def choose_backend(backends: dict[str, Backend], name: str | None, default: str)
 
 
 def run_argv(backend: Backend, *, program_fd: int, program_path: str, args: list[str], limits: Limits,
-             run_as: tuple[int, int] | None, info_fd: int) -> list[str]:
+             run_as: tuple[int, int] | None, info_fd: int, confine_tool: str | None = None) -> list[str]:
     """The complete argv that starts the program in ``backend``.
 
     bwrap copies the program from ``program_fd`` (the very bytes the daemon hashed);
     the other backends exec ``program_path``, a private copy of those bytes.
+    ``confine_tool``: the built ``attestables-confine`` (Linux), else prlimit + setpriv.
     """
     if backend.name == "bwrap":
         return compartment_argv("bwrap", None, args, limits, run_as=run_as, program_fd=program_fd,
-                                info_fd=info_fd)
+                                info_fd=info_fd, confine_tool=confine_tool)
     if backend.name == "c18n":
         return compartment_argv("c18n", program_path, args, limits, release=platform.release())
-    return compartment_argv("none", program_path, args, limits, run_as=run_as)
+    return compartment_argv("none", program_path, args, limits, run_as=run_as, confine_tool=confine_tool)

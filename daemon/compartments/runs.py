@@ -358,7 +358,8 @@ class Runs:
             active.output = output
             program_fd, program_path = self._stage(run_id, program, backend)
             argv = run_argv(backend, program_fd=PROGRAM_FD, program_path=program_path, args=args,
-                            limits=sandbox_limits(limits, self.settings), run_as=run_as, info_fd=INFO_FD)
+                            limits=sandbox_limits(limits, self.settings), run_as=run_as, info_fd=INFO_FD,
+                            confine_tool=await self.daemon.host.ready())
             env = {"ATTESTABLES_FD": "3", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
             extra = [(info_w, INFO_FD), (program_fd, PROGRAM_FD)]
             proc = await SandboxProcess.spawn(argv, env=env, on_output=output.feed, fd3=child_sock.fileno(),
@@ -561,7 +562,8 @@ def _kill_leftover(pid: int) -> None:
             cmdline = fh.read().split(b"\0")
     except OSError:
         return  # gone
-    if not any(part.endswith((b"bwrap", b"prlimit", b"setpriv", b"/program")) for part in cmdline):
+    heads = (b"bwrap", b"attestables-confine", b"prlimit", b"setpriv", b"/program")
+    if not any(part.endswith(heads) for part in cmdline):
         return  # the pid was reused by an unrelated process
     try:
         os.killpg(pid, signal.SIGKILL)

@@ -4,18 +4,23 @@ Nothing here starts a process: every function returns an exact argv (no shell) o
 plain dict, so each line can be unit-tested and the daemon's process code stays small.
 
 Linux (``bwrap`` backend and the compile sandbox) — run and tested on Debian 12 with
-bubblewrap 0.8 and util-linux ``prlimit``/``setpriv``. The full chain, built by
-:func:`compartment_argv`, is::
+bubblewrap 0.8. The full chain, built by :func:`compartment_argv`, is::
+
+    attestables-confine --cpu --as --nofile --nproc --core --fsize [--user=UID:GID] --
+      bwrap <isolation> -- /run/compartment/program ARGS
+
+``attestables-confine`` (``confine.c``, built by the daemon at start with the host's C
+compiler: :mod:`.confine_tool`) sets the limits while still root, so limits above the
+daemon's own hard limits can be set; with ``--user`` (daemon running as root) it then
+drops to an unprivileged uid, because RLIMIT_NPROC is not enforced for root, and sets
+no_new_privs; ``bwrap`` builds the namespaces. Where the helper could not be built, the
+same head is two util-linux tools, one exec each::
 
     prlimit --cpu --as --nofile --nproc --core --fsize --   (limits, set while still root)
       setpriv --reuid --regid --clear-groups ... --        (only if the daemon is root)
-        bwrap <isolation> -- /run/compartment/program ARGS
 
-``prlimit`` comes first so that, if the daemon runs as root, limits above the daemon's
-own hard limits can still be set; ``setpriv`` then drops to an unprivileged uid, because
-RLIMIT_NPROC is not enforced for root; ``bwrap`` builds the namespaces. Every step
-``exec``s the next, so the pid the daemon spawned is bwrap's and ``--die-with-parent``
-ties the sandbox to the daemon.
+Every step ``exec``s the next, so the pid the daemon spawned is bwrap's and
+``--die-with-parent`` ties the sandbox to the daemon.
 
 Not enforced by any argv, the caller's job: the wall-clock limit (``Limits.wall_s``:
 kill the process group when it expires) and the output cap (``Limits.output_kb``: stop
@@ -95,14 +100,14 @@ class Limits:
         }
 
 
-def prlimit_argv(limits: Limits, *, prlimit: str = PRLIMIT) -> list[str]:
-    """util-linux ``prlimit`` setting soft = hard for each limit, then ``--``."""
+def _rlimit_args(limits: Limits) -> list[str]:
+    """``--NAME=SOFT:HARD`` for each limit: the syntax of ``prlimit`` and of
+    ``attestables-confine`` alike."""
 
     def both(value: int) -> str:
         return f"{value}:{value}"
 
     return [
-        prlimit,
         # SIGXCPU at the soft limit (so a run killed for CPU says so), SIGKILL a second later.
         f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
         f"--as={both(limits.memory_mb * MIB)}",  # malloc/mmap fail beyond this
@@ -110,8 +115,30 @@ def prlimit_argv(limits: Limits, *, prlimit: str = PRLIMIT) -> list[str]:
         f"--nproc={both(limits.nproc)}",  # stops fork bombs (for a non-root uid)
         "--core=0:0",  # no core files (they could hold key material)
         f"--fsize={both(limits.tmp_mb * MIB)}",  # no single file larger than /tmp
-        "--",
     ]
+
+
+def prlimit_argv(limits: Limits, *, prlimit: str = PRLIMIT) -> list[str]:
+    """util-linux ``prlimit`` setting soft = hard for each limit, then ``--``."""
+    return [prlimit, *_rlimit_args(limits), "--"]
+
+
+def _check_identity(uid: int, gid: int) -> None:
+    for name, value in (("uid", uid), ("gid", gid)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidParams(f"{name} must be a non-negative integer, not {value!r}", field=name)
+        if value == 0:
+            raise InvalidParams(f"refusing to run a compartment with {name} 0 (root)", field=name)
+
+
+def confine_tool_argv(tool: str, limits: Limits, run_as: tuple[int, int] | None = None) -> list[str]:
+    """``attestables-confine`` (``confine.c``): the limits, then (``run_as``, the daemon
+    is root) the drop to an unprivileged uid, then no_new_privs, in one exec."""
+    head = [_check_abs(tool, "confine_tool"), *_rlimit_args(limits)]
+    if run_as is not None:
+        _check_identity(*run_as)
+        head.append(f"--user={run_as[0]}:{run_as[1]}")
+    return [*head, "--"]
 
 
 def freebsd_limits_argv(limits: Limits, *, limits_tool: str = FREEBSD_LIMITS) -> list[str]:
@@ -137,11 +164,7 @@ def drop_privileges_argv(uid: int, gid: int, *, setpriv: str = SETPRIV) -> list[
     root could undo anything set up here. ``--no-new-privs`` keeps a set-uid binary from
     regaining privilege; inheritable and bounding capabilities are emptied.
     """
-    for name, value in (("uid", uid), ("gid", gid)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidParams(f"{name} must be a non-negative integer, not {value!r}", field=name)
-        if value == 0:
-            raise InvalidParams(f"refusing to run a compartment with {name} 0 (root)", field=name)
+    _check_identity(uid, gid)
     return [
         setpriv,
         f"--reuid={uid}",
@@ -430,9 +453,12 @@ def none_run_argv(program: str, args: Sequence[str] = (), *, control_fd: int = C
 # -- composition and facts ----------------------------------------------------------------
 
 
-def confine(limits: Limits, run_as: tuple[int, int] | None = None) -> list[str]:
+def confine(limits: Limits, run_as: tuple[int, int] | None = None, *, tool: str | None = None) -> list[str]:
     """The Linux head of every sandboxed command: rlimits, then (as root) the drop to
-    ``run_as``; the compile sandbox and the ``bwrap``/``none`` backends all start with it."""
+    ``run_as``; the compile sandbox and the ``bwrap``/``none`` backends all start with it.
+    ``tool`` is the built ``attestables-confine``; without it, ``prlimit`` + ``setpriv``."""
+    if tool is not None:
+        return confine_tool_argv(tool, limits, run_as)
     head = prlimit_argv(limits)
     if run_as is not None:
         head += drop_privileges_argv(*run_as)
@@ -453,12 +479,14 @@ def compartment_argv(
     library_path: str | None = None,
     layout: SystemLayout | None = None,
     extra_ro_binds: Iterable[str | tuple[str, str]] = (),
+    confine_tool: str | None = None,
 ) -> list[str]:
     """The whole command line for ``backend``: limits, privilege drop, confinement.
 
-    ``run_as`` (uid, gid) adds :func:`drop_privileges_argv` (Linux, daemon running as
-    root). ``bwrap`` and ``none`` use ``prlimit``; ``c18n`` uses FreeBSD ``limits(1)``
-    and has no privilege drop here (NOT run on hardware).
+    ``run_as`` (uid, gid) adds the drop to that uid (Linux, daemon running as root).
+    ``bwrap`` and ``none`` start with :func:`confine` (``confine_tool``, else ``prlimit``
+    and ``setpriv``); ``c18n`` uses FreeBSD ``limits(1)`` and has no privilege drop here
+    (NOT run on hardware).
     """
     if backend == "c18n":
         if release is None:
@@ -469,13 +497,13 @@ def compartment_argv(
         return [*freebsd_limits_argv(limits), *c18n_run_argv(program, args, release=release,
                                                              library_path=library_path)]
     if backend == "bwrap":
-        return confine(limits, run_as) + bwrap_run_argv(program, args, program_fd=program_fd, info_fd=info_fd,
-                                     json_status_fd=json_status_fd, tmp_mb=limits.tmp_mb, layout=layout,
-                                     extra_ro_binds=extra_ro_binds)
+        return confine(limits, run_as, tool=confine_tool) + bwrap_run_argv(
+            program, args, program_fd=program_fd, info_fd=info_fd, json_status_fd=json_status_fd,
+            tmp_mb=limits.tmp_mb, layout=layout, extra_ro_binds=extra_ro_binds)
     if backend == "none":
         if program is None:
             raise InvalidParams("the none backend needs a program path", field="program")
-        return confine(limits, run_as) + none_run_argv(program, args)
+        return confine(limits, run_as, tool=confine_tool) + none_run_argv(program, args)
     raise InvalidParams(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})", field="backend")
 
 

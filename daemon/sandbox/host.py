@@ -7,16 +7,26 @@ uid of its own makes each compartment's process limit its own. The pool hands ui
 round-robin, so a uid is not reused while the last sandbox's processes are still being
 reaped. A daemon that is not root cannot change uid: its sandboxes share its uid (see
 docs/threat-model.md).
+
+Every sandboxed command starts with ``attestables-confine`` once the daemon has built it
+(:mod:`.confine_tool`, in the background at start); until then, or where it cannot be
+built, with ``prlimit`` and ``setpriv``. Spawners ``await host.ready()`` for the choice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
+from . import confine_tool
 from .argv import BWRAP, PRLIMIT, SETPRIV
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,6 +36,8 @@ class SandboxHost:
     gid: int
     _next: int = 0
     _in_use: set[int] = field(default_factory=set)
+    confine_tool: str | None = None  # the built attestables-confine, once it works
+    _preparing: asyncio.Task[None] | None = None
 
     @property
     def is_root(self) -> bool:
@@ -56,3 +68,24 @@ class SandboxHost:
             yield (self.uid_base + offset, self.gid)
         finally:
             self._in_use.discard(offset)
+
+    def prepare(self, directory: Path) -> None:
+        """Start building ``attestables-confine`` into ``directory`` (a background thread)."""
+        self._preparing = asyncio.create_task(self._build_confine_tool(directory), name="confine-tool")
+
+    async def _build_confine_tool(self, directory: Path) -> None:
+        check_as = (self.uid_base, self.gid) if self.is_root else None
+        try:
+            path = await asyncio.to_thread(confine_tool.build, directory, check_as=check_as)
+        except Exception as exc:  # any failure: keep the util-linux head, say why
+            log.warning("sandboxes start with prlimit%s: %s", " and setpriv" if self.is_root else "", exc)
+            return
+        self.confine_tool = str(path)
+        log.info("sandboxes start with %s", path)
+
+    async def ready(self) -> str | None:
+        """The ``attestables-confine`` path once its build has ended; None: the sandbox
+        head is ``prlimit`` (+ ``setpriv``)."""
+        if self._preparing is not None:
+            await asyncio.shield(self._preparing)
+        return self.confine_tool

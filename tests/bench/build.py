@@ -10,8 +10,8 @@ The baseline is the exact compiler argv the daemon recorded in the build's
 daemon binds there (its staged runtime: headers, sources and the runtime library it
 builds once per toolchain), ``/out`` -> an empty output directory; with the environment
 the sandbox gives the compiler, and its temporary files on a tmpfs as in the sandbox.
-A second baseline runs the daemon's whole sandboxed command (prlimit, setpriv when root,
-bwrap) directly, which splits the overhead into the sandbox's and the daemon's own.
+A second baseline runs the daemon's whole sandboxed command (its ``attestables-confine``,
+or prlimit and setpriv; bwrap) directly, which splits the overhead into the sandbox's and the daemon's own.
 The first build (the daemon's one-off work, such as the runtime library) is a warm-up.
 """
 
@@ -32,10 +32,9 @@ from attestables import cheri
 from attestables.daemon.builds.manager import ARTEFACT, OUT, RUNTIME, SRC
 from attestables.daemon.config import Settings
 from attestables.daemon.sandbox.argv import Limits, bwrap_compile_argv, confine
-from attestables.daemon.workdir import MARKER as WORK_DIR_MARKER
 from attestables.shared.client import Client, Subscription
 
-from .compartment import SandboxUids
+from .compartment import SandboxUids, daemon_confine_tool, daemon_work_dir
 from .measure import Result, interleaved, median, summary_ms
 
 GOAL = 1.25
@@ -49,11 +48,9 @@ SANDBOX_SPAWN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UT
 def daemon_runtime_dir(state_dir: Path) -> Path:
     """The host directory the daemon binds at ``/runtime``: the staged copy in its scratch
     space when it keeps one, else the package's ``cheri/runtime``."""
-    try:
-        staged = Path((state_dir / WORK_DIR_MARKER).read_text().strip()) / "runtime"
-    except OSError:
-        return cheri.RUNTIME_DIR
-    return staged if staged.is_dir() else cheri.RUNTIME_DIR
+    work = daemon_work_dir(state_dir)
+    staged = work / "runtime" if work is not None else None
+    return staged if staged is not None and staged.is_dir() else cheri.RUNTIME_DIR
 
 
 def host_argv(argv: list[str], mapping: dict[str, str]) -> list[str]:
@@ -110,13 +107,13 @@ def direct_env(tmp: Path) -> dict[str, str]:
 
 
 def sandboxed_argv(compiler_argv: list[str], staging: Staging, settings: Settings,
-                   run_as: tuple[int, int] | None) -> list[str]:
+                   run_as: tuple[int, int] | None, tool: str | None) -> list[str]:
     """The daemon's whole compile command (``builds/sandboxed.py``)."""
     limits = Limits(cpu_s=settings.build_timeout_s, memory_mb=settings.build_memory_mb,
                     wall_s=settings.build_timeout_s, output_kb=settings.build_log_max_kb, nproc=64, tmp_mb=256)
     sandbox = bwrap_compile_argv(compiler_argv, source_dir_host=str(staging.src), output_dir_host=str(staging.out),
                                  runtime_dir_host=str(staging.runtime))
-    return confine(limits, run_as) + sandbox
+    return confine(limits, run_as, tool=tool) + sandbox
 
 
 def run_command(argv: list[str], env: dict[str, str], cwd: Path, artefact: Path) -> float:
@@ -161,9 +158,10 @@ async def bench_build(client: Client, state_dir: Path, repeats: int, settings: S
             recorded = list(record["toolchain"]["argv"])
             direct = host_argv(recorded, staging.mapping())
             uids = SandboxUids(settings)
+            tool = daemon_confine_tool(state_dir)
 
             def sandboxed() -> list[str]:
-                return sandboxed_argv(recorded, staging, settings, uids.next())
+                return sandboxed_argv(recorded, staging, settings, uids.next(), tool)
 
             env = direct_env(staging.tmp)
             run_command(direct, env, staging.tmp, staging.artefact)

@@ -1,7 +1,8 @@
 """The daemon's compartment command, started directly: the baseline of runs.
 
-Builds the very argv the daemon builds (``compartments.backends.run_argv``: prlimit,
-setpriv when root, bwrap with ``--ro-bind-data`` from a sealed memfd, ``--info-fd``) and
+Builds the very argv the daemon builds (``compartments.backends.run_argv``: the daemon's
+own ``attestables-confine``, else prlimit and setpriv when root; bwrap with
+``--ro-bind-data`` from a sealed memfd, ``--info-fd``) and
 starts it as ``SandboxProcess.spawn`` does: ``posix_spawn`` in a new session, stdin from
 /dev/null, stdout/stderr piped, a socketpair end at fd 3, the info pipe at fd 4 and the
 program memfd at fd 5. Only the daemon is missing: no database, no event bus, no
@@ -15,10 +16,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from attestables.daemon.compartments.backends import Backend, run_argv, sandbox_limits
 from attestables.daemon.compartments.runs import INFO_FD, PROGRAM_FD
 from attestables.daemon.config import RunLimits, Settings
+from attestables.daemon.sandbox.confine_tool import NAME as CONFINE_TOOL
+from attestables.daemon.workdir import MARKER as WORK_DIR_MARKER
 
 READ_CHUNK = 256 * 1024  # what the daemon's pipe transport reads at most per call
 RUN_ENV = {"ATTESTABLES_FD": "3", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -49,11 +53,28 @@ class SandboxUids:
         return uid, self._gid
 
 
+def daemon_work_dir(state_dir: Path) -> Path | None:
+    """The daemon's scratch space, named by the marker in its state dir."""
+    try:
+        return Path((state_dir / WORK_DIR_MARKER).read_text().strip())
+    except OSError:
+        return None
+
+
+def daemon_confine_tool(state_dir: Path) -> str | None:
+    """The ``attestables-confine`` the daemon built and uses (after its first sandbox),
+    else None: the daemon, like the baseline, starts sandboxes with prlimit/setpriv."""
+    work = daemon_work_dir(state_dir)
+    tool = work / "bin" / CONFINE_TOOL if work is not None else None
+    return str(tool) if tool is not None and os.access(tool, os.X_OK) else None
+
+
 def compartment_command(settings: Settings, limits: RunLimits, args: list[str],
-                        run_as: tuple[int, int] | None) -> list[str]:
+                        run_as: tuple[int, int] | None, confine_tool: str | None) -> list[str]:
     """The daemon's bwrap command for a run (``Runs._run``)."""
     return run_argv(Backend("bwrap", True), program_fd=PROGRAM_FD, program_path="", args=args,
-                    limits=sandbox_limits(limits, settings), run_as=run_as, info_fd=INFO_FD)
+                    limits=sandbox_limits(limits, settings), run_as=run_as, info_fd=INFO_FD,
+                    confine_tool=confine_tool)
 
 
 def _high(fd: int) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from attestables.daemon.config import Settings
 from attestables.shared.client import Client, Subscription
 
-from .compartment import SandboxUids, compartment_command, run_direct
+from .compartment import SandboxUids, compartment_command, daemon_confine_tool, run_direct
 from .measure import Result, interleaved, median, summary_ms
 from .programs import FIRST_BYTE, TERMINAL_RUN, build_program
 
@@ -51,9 +51,10 @@ async def first_output(client: Client, events: Subscription, build_id: str) -> t
 async def bench_launch(client: Client, state_dir: Path, repeats: int, settings: Settings) -> list[Result]:
     record, program = await build_program(client, state_dir, "bench_first_byte.c", FIRST_BYTE)
     uids = SandboxUids(settings)
+    tool = daemon_confine_tool(state_dir)  # built by now: build_program awaited it
 
     def command() -> list[str]:
-        return compartment_command(settings, settings.default_limits, [], uids.next())
+        return compartment_command(settings, settings.default_limits, [], uids.next(), tool)
 
     samples: dict[str, list[float]] = {arm: [] for arm in ARMS}
     ours_total: list[float] = []
@@ -87,7 +88,8 @@ async def bench_launch(client: Client, state_dir: Path, repeats: int, settings: 
             "ours_to_exit_ms_p50": summary_ms(ours_total)["p50"],
             "baseline_to_exit_ms_p50": summary_ms(direct_total)["p50"],
             "repeats": repeats,
-            "baseline": "the daemon's prlimit/setpriv/bwrap command started directly, to its first stdout byte",
+            "baseline": "the daemon's compartment command (confine head, bwrap) started directly, "
+                        "to its first stdout byte",
             "command_argv": command(),
             "ours_ms": summary_ms(samples["ours"]),
             "baseline_ms": summary_ms(samples["direct"]),

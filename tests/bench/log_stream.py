@@ -28,7 +28,7 @@ from typing import Any
 from attestables.daemon.config import RunLimits, Settings
 from attestables.shared.client import Client
 
-from .compartment import SandboxUids, compartment_command, run_direct
+from .compartment import SandboxUids, compartment_command, daemon_confine_tool, run_direct
 from .measure import MIB, Result, RssSampler, interleaved, median, rss_bytes, summary_ms
 from .programs import LINE_BYTES, LINES, TERMINAL_RUN, build_program
 
@@ -106,9 +106,10 @@ async def bench_log_stream(client: Client, state_dir: Path, daemon_pid: int, lin
     output_kb = min(settings.max_run_output_kb, lines * LINE_BYTES // 1024 + 64)
     limits = RunLimits(settings.run_cpu_s, settings.run_memory_mb, settings.run_wall_s, output_kb)
     uids = SandboxUids(settings)
+    tool = daemon_confine_tool(state_dir)  # built by now: build_program awaited it
 
     def command() -> list[str]:
-        return compartment_command(settings, limits, [str(lines)], uids.next())
+        return compartment_command(settings, limits, [str(lines)], uids.next(), tool)
 
     run_direct(command(), program)  # warm-up: page cache
 
