@@ -67,9 +67,16 @@ class BlobStore:
         return digest
 
     async def put_file(self, src: Path, *, mode: int = 0o500) -> tuple[str, int]:
-        """Store a file's content (read once, hashed once); returns (sha256, size)."""
-        data = await asyncio.to_thread(src.read_bytes)
-        return await self.put(data, mode=mode), len(data)
+        """Store a file's content (read once, hashed once, in one thread hop); returns
+        (sha256, size)."""
+        async with self._writers:
+            return await asyncio.to_thread(self._put_file_sync, src, mode)
+
+    def _put_file_sync(self, src: Path, mode: int) -> tuple[str, int]:
+        data = src.read_bytes()
+        digest = sha256_hex(data)
+        self._put_sync(data, digest, mode)
+        return digest, len(data)
 
     def read_verified(self, digest: str) -> bytes:
         """The blob's bytes, or ``Tampered`` if they no longer hash to ``digest``."""
