@@ -26,6 +26,7 @@ from textual.binding import Binding
 from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from . import heap
 from .actions import ACTIONS, BY_ID, TAB_TITLES, TABS, bindings
 from .commands import ActionCommands
 from .messages import CONNECTING, ConnectionChanged, EventBatch, Loaded
@@ -70,7 +71,11 @@ class ConsoleApp(App[None]):
     BINDINGS = [*bindings(None), Binding("f1", "toggle_keys", "Keys", id="app.keys", tooltip="Show every key")]
 
     def __init__(self, source: Source, *, policy: str | None = None, keymap: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.time, error_log: Path | None = None) -> None:
+                 clock: Callable[[], float] = time.time, error_log: Path | None = None,
+                 settle_heap: bool = False) -> None:
+        """``settle_heap``: the app owns its process (``attestables console``); after the
+        first load, the start-up heap is frozen out of the cycle collector's walks
+        (:mod:`.heap`)."""
         super().__init__()
         self.source = source
         self.error_log = error_log or default_state_dir() / "console.log"
@@ -82,6 +87,7 @@ class ConsoleApp(App[None]):
         self.connection_detail = ""
         self.keymap = dict(keymap or {})
         self.batches = 0
+        self._heap_settled = not settle_heap
         self._panes: dict[str, Pane] = {}
         self.active_tab = "overview"
 
@@ -225,6 +231,9 @@ class ConsoleApp(App[None]):
         kinds = self.records.load(message.snapshot)
         with self.batch_update():
             self._each_pane(lambda pane: pane.loaded(message.snapshot, kinds))
+        if self.records.loaded and not self._heap_settled:
+            self._heap_settled = True
+            heap.settle()  # the start-up heap leaves the cycle collector's walks
 
     @on(EventBatch)
     def _events(self, message: EventBatch) -> None:

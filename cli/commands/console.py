@@ -74,6 +74,6 @@ def console(args: argparse.Namespace) -> int:
     from attestables.tui.connection import LiveSource
 
     app = create_app(LiveSource(url or f"ssh://{args.ssh}", token, connect=connect),  # type: ignore[arg-type]
-                     policy=args.policy, keymap=keymap)
+                     policy=args.policy, keymap=keymap, settle_heap=True)
     app.run()
     return 0

@@ -179,7 +179,9 @@ async def measure_keys(url: str, *, seconds: float, key_interval: float, wait_fo
     from attestables.tui.app import create_app
     from attestables.tui.connection import LiveSource
 
-    app = create_app(LiveSource(url, "bench-token"))
+    # As `attestables console` builds it (an app that owns its process). The arms run one
+    # after the other in this process; each freezes the heap after its own first load.
+    app = create_app(LiveSource(url, "bench-token"), settle_heap=True)
     async with app.run_test(size=SIZE) as pilot:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 15

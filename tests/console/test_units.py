@@ -169,3 +169,36 @@ async def test_a_stale_focus_message_does_not_switch_the_tab_back() -> None:
         await pilot.press("2")  # the user's own switch still works
         await settle(app, pilot)
         assert tabs.active == "sources"
+
+
+async def test_an_app_that_owns_its_process_freezes_its_start_up_heap(monkeypatch: Any) -> None:
+    # `attestables console` (settle_heap=True): after the first load, full collections no
+    # longer walk the start-up heap (tui/heap.py), once. Apps that share a process do not.
+    import gc
+
+    from .scenes import FIXED_NOW, load, settle
+    from attestables.tui import heap
+    from attestables.tui.app import create_app
+    from attestables.tui.fixture import FixtureSource
+
+    calls: list[int] = []
+
+    def counted() -> None:
+        calls.append(1)
+        original()
+
+    original = heap.settle
+    monkeypatch.setattr(heap, "settle", counted)
+    try:
+        for owns_process in (False, True):
+            gc.unfreeze()
+            calls.clear()
+            app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW, settle_heap=owns_process)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(app, pilot)
+                app.action_show_tab("trace")  # later loads and redraws do not freeze again
+                await settle(app, pilot)
+                assert len(calls) == int(owns_process)
+                assert (gc.get_freeze_count() > 10_000) is owns_process
+    finally:
+        gc.unfreeze()
