@@ -290,8 +290,9 @@ class Builds:
                         "elf": msgspec.json.decode(result["elf"])}
         self._publish(active, state=result["state"], exit_code=result["exit_code"], error=result["error"],
                       diagnostics=diagnostics, artefact=artefact, finished_at=finished_at, duration_s=duration)
-        # After the outcome is out: the scratch dir is no one's business but ours.
-        shutil.rmtree(self.work / build_id, ignore_errors=True)
+        # After the outcome is out (off the loop: the event goes to subscribers first), the
+        # scratch dir is no one's business but ours.
+        await asyncio.to_thread(shutil.rmtree, self.work / build_id, ignore_errors=True)
 
 
 class _LogBuffer:
