@@ -202,3 +202,36 @@ async def test_an_app_that_owns_its_process_freezes_its_start_up_heap(monkeypatc
                 assert (gc.get_freeze_count() > 10_000) is owns_process
     finally:
         gc.unfreeze()
+
+
+async def test_the_status_line_repaints_its_event_count_at_most_twice_a_second() -> None:
+    # Every batch of events sets the count; under a flood (dozens of batches a second)
+    # each used to repaint the line: a frame of its own between the tabs' redraws.
+    from textual.app import App, ComposeResult
+
+    from attestables.tui.widgets import status as status_module
+    from attestables.tui.widgets.status import ConnectionStatus
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ConnectionStatus("ws://127.0.0.1:7480/api/v1/ws", id="status")
+
+    app = One()
+    async with app.run_test(size=(80, 3)) as pilot:
+        line = app.query_one(ConnectionStatus)
+        await pilot.pause(status_module.COUNT_REDRAW_S)
+        repaints = 0
+        refresh = line.refresh
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal repaints
+            repaints += 1
+            return refresh(*args, **kwargs)
+
+        line.refresh = counted  # type: ignore[method-assign]
+        for n in range(1, 101):  # a flood's batches, 5 ms apart
+            line.events = n * 50
+            await asyncio.sleep(0.005)
+        await pilot.pause(status_module.COUNT_REDRAW_S + 0.1)
+        assert 1 <= repaints <= 4, repaints  # ~0.6 s of batches: at most one draw per 0.5 s, and the last
+        assert "5,000 events" in str(line.render())

@@ -19,8 +19,10 @@ COUNT_REDRAW_S = 0.5
 class ConnectionStatus(Static):
     """``● connected ws://… · daemon 0.1.0 · 1,234 events · 0 lost`` or what the link is doing."""
 
-    events: reactive[int] = reactive(0, init=False)
-    lost: reactive[int] = reactive(0, init=False)
+    # repaint=False: setting a count must not repaint by itself (every batch sets it);
+    # the watchers decide when the line is drawn.
+    events: reactive[int] = reactive(0, init=False, repaint=False)
+    lost: reactive[int] = reactive(0, init=False, repaint=False)
 
     def __init__(self, url: str, id: str | None = None) -> None:
         super().__init__(id=id)
