@@ -27,6 +27,7 @@ from .config import RESTART_ONLY, Settings
 from .events import EventBus
 from .platform_info import platform_facts
 from .sandbox.host import SandboxHost
+from .sandbox.reaper import REAPER
 from .sources import Sources
 from .store.blobs import BlobStore
 from .workdir import prepare_work_dir
@@ -105,6 +106,7 @@ class Daemon:
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
         host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
         host.prepare(work / "bin")
+        REAPER.enable()  # orphaned sandboxes become the daemon's children, to end (reaper.py)
         db = await Database.open(state / "attestables.db")
         try:
             daemon = cls(settings, db, blobs, toolchains, host, detect_backends(settings, host), work, ca)

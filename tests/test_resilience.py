@@ -14,7 +14,7 @@ import aiohttp
 from attestables.shared.client import Client
 from attestables.shared.local_daemon import LocalDaemon
 
-from .conftest import build_source, c_source, wait_run
+from .conftest import build_source, c_source, run_build, wait_run
 
 
 def alive(pid: int) -> bool:
@@ -183,5 +183,45 @@ async def test_the_unconfined_backend_only_when_allowed(tmp_path):
             run = await client.call("runs.start", {"build_id": build["build_id"], "backend": "none"})
             record = await wait_run(client, run["run_id"])
             assert record["state"] == "exited" and record["backend"] == "none"
+    finally:
+        await daemon.stop()
+
+
+ORPHAN = r"""#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+int main(void) {
+    /* What bubblewrap#633 leaves: the sandbox's init, orphaned when the bwrap the daemon
+       started died before that init armed --die-with-parent. Simulated with the unconfined
+       backend: a child in a session of its own (no process-group kill reaches it), named
+       as bwrap's fork is, outliving the process the daemon started. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        prctl(PR_SET_NAME, "bwrap", 0, 0, 0);
+        sleep(60);
+        _exit(0);
+    }
+    printf("orphan %d\n", (int)pid);
+    return 0;
+}
+"""
+
+
+async def test_an_orphaned_sandbox_is_ended_when_its_parent_exits(tmp_path):
+    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            build = await build_source(client, "orphan.c", ORPHAN)
+            record, output = await run_build(client, build["build_id"], backend="none")
+            assert record["state"] == "exited", record
+            orphan = int(output.split()[1])
+            # The daemon, a child subreaper, became its parent and ended it.
+            deadline = time.monotonic() + 5
+            while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not os.path.exists(f"/proc/{orphan}"), "the orphan still runs (or was never reaped)"
     finally:
         await daemon.stop()

@@ -17,6 +17,8 @@ import signal
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from .reaper import REAPER
+
 OutputCallback = Callable[[str, bytes], None]  # (stream name, chunk)
 READ_CHUNK = 256 * 1024
 _RESET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
@@ -114,11 +116,13 @@ class SandboxProcess:
         finally:
             for fd in (out_w, err_w, devnull, *moved):
                 os.close(fd)
+        REAPER.live.add(pid)  # before any await: not an orphan to the reaper
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+            REAPER.live.discard(pid)
             os.close(out_r)
             os.close(err_r)
             raise
@@ -147,6 +151,10 @@ class SandboxProcess:
             result = ExitStatus(os.waitstatus_to_exitcode(status), None)
         if not self._exit.done():
             self._exit.set_result(result)
+        REAPER.live.discard(self.pid)
+        # If this bwrap died before its sandbox's init armed --die-with-parent, that init is
+        # now our child (subreaper): end it (bubblewrap#633, reaper.py).
+        REAPER.collect(self._loop)
 
     @property
     def returncode(self) -> ExitStatus | None:
