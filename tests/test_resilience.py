@@ -196,13 +196,20 @@ int main(void) {
        started died before that init armed --die-with-parent. Simulated with the unconfined
        backend: a child in a session of its own (no process-group kill reaches it), named
        as bwrap's fork is, outliving the process the daemon started. */
+    int ready[2];
+    char byte = 0;
+    if (pipe(ready) != 0)
+        return 1;
     pid_t pid = fork();
     if (pid == 0) {
         setsid();
         prctl(PR_SET_NAME, "bwrap", 0, 0, 0);
+        (void)!write(ready[1], "x", 1);  /* renamed: the parent may go */
         sleep(60);
         _exit(0);
     }
+    if (pid < 0 || read(ready[0], &byte, 1) != 1)
+        return 1;
     printf("orphan %d\n", (int)pid);
     return 0;
 }
