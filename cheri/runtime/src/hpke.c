@@ -183,6 +183,32 @@ static EVP_PKEY *x25519_key(const uint8_t sk[ATT_X25519_LEN], uint8_t pk[ATT_X25
     return key;
 }
 
+/* The recipient's key, imported once per thread and kept: a compartment opens every answer
+ * with the one key of its run, and re-importing it cost a multiplication per open (its
+ * public half, for kem_context), a third of an open. A different sk replaces the entry.
+ * The kept copy lives as long as the runtime's own (att_sk, the run's key). Returns a
+ * borrowed key (not to be freed) and its public half in pk, or NULL. */
+static _Thread_local struct {
+    uint8_t sk[ATT_X25519_LEN];
+    uint8_t pk[ATT_X25519_LEN];
+    EVP_PKEY *key;
+} recipient;
+
+static EVP_PKEY *recipient_key(const uint8_t sk[ATT_X25519_LEN], uint8_t pk[ATT_X25519_LEN])
+{
+    if (recipient.key == NULL || CRYPTO_memcmp(recipient.sk, sk, ATT_X25519_LEN) != 0) {
+        EVP_PKEY_free(recipient.key);
+        OPENSSL_cleanse(&recipient, sizeof recipient);
+        recipient.key = x25519_key(sk, recipient.pk);
+        if (recipient.key == NULL)
+            return NULL;
+        memcpy(recipient.sk, sk, ATT_X25519_LEN);
+    }
+    if (pk != NULL)
+        memcpy(pk, recipient.pk, ATT_X25519_LEN);
+    return recipient.key;
+}
+
 static int x25519_public(const uint8_t sk[ATT_X25519_LEN], uint8_t pk[ATT_X25519_LEN])
 {
     EVP_PKEY *key = x25519_key(sk, pk);
@@ -366,9 +392,8 @@ int att_hpke_recipient_schedule(const uint8_t sk_r[ATT_X25519_LEN], const uint8_
 
     if (info_len > ATT_HPKE_INFO_MAX || (info == NULL && info_len != 0))
         return ATT_E_ARG;
-    key_r = x25519_key(sk_r, pk_r);
+    key_r = recipient_key(sk_r, pk_r); /* borrowed: kept for the next open */
     rc = key_r != NULL ? x25519_dh(key_r, enc, dh) : ATT_E_CRYPTO;
-    EVP_PKEY_free(key_r);
     if (rc == ATT_OK)
         rc = kem_shared_secret(dh, enc, pk_r, shared_secret);
     if (rc == ATT_OK)
@@ -440,7 +465,7 @@ int att_hpke_open(const uint8_t sk_r[ATT_X25519_LEN], const uint8_t *info, size_
         return ATT_E_CRYPTO;
     if (out_cap < sealed_len - ATT_HPKE_OVERHEAD)
         return ATT_E_SPACE;
-    priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk_r, ATT_X25519_LEN);
+    priv = recipient_key(sk_r, NULL); /* borrowed: kept for the next open */
     ctx = OSSL_HPKE_CTX_new(OSSL_HPKE_MODE_BASE, att_suite, OSSL_HPKE_ROLE_RECEIVER, NULL, NULL);
     pt_len = out_cap;
     ok = priv != NULL && ctx != NULL &&
@@ -448,7 +473,6 @@ int att_hpke_open(const uint8_t sk_r[ATT_X25519_LEN], const uint8_t *info, size_
          OSSL_HPKE_open(ctx, out, &pt_len, aad, aad_len, sealed + ATT_HPKE_ENC_LEN,
                         sealed_len - ATT_HPKE_ENC_LEN) == 1;
     OSSL_HPKE_CTX_free(ctx);
-    EVP_PKEY_free(priv);
     if (!ok) {
         OPENSSL_cleanse(out, out_cap);
         return ATT_E_CRYPTO;
