@@ -95,7 +95,10 @@ async def test_sigterm_stops_runs_and_exits_cleanly(tmp_path):
 
 
 async def test_a_slow_subscriber_does_not_delay_a_fast_one(tmp_path):
-    daemon = LocalDaemon(tmp_path / "state", config={"client_queue_kb": 1024})
+    # 4 MiB of queue per connection: room for a reading client's hiccups when the machine
+    # is busy (with 1 MiB, the fast client itself fell behind once under a loaded CI run),
+    # still a small part of the 30 MB the slow one never reads.
+    daemon = LocalDaemon(tmp_path / "state", config={"client_queue_kb": 4096})
     await daemon.start()
     try:
         async with Client.connect(daemon.url, daemon.token) as fast, aiohttp.ClientSession() as session:
