@@ -62,6 +62,9 @@ class Daemon:
         self.toolchains = toolchains
         self.host = host
         self.backends = backends
+        # attestables-confine, built in the background; once it works, prlimit/setpriv are
+        # no longer needed, so the backends are detected again.
+        host.prepare(work_dir / "bin", on_ready=self.redetect_backends)
         self.bus = EventBus(settings.event_ring_size, settings.event_ring_kb * 1024)
         self.stats: collections.Counter[str] = collections.Counter()
         self.sources = Sources(db, blobs, settings.max_source_bytes, settings.max_sources)
@@ -105,7 +108,6 @@ class Daemon:
             log.info("removed %d temp files left by an interrupted write", swept)
         toolchains = await asyncio.to_thread(detect_toolchains, sdk_dir=settings.cheribuild_sdk or None)
         host = SandboxHost(settings.sandbox_uid_base, settings.sandbox_uid_count, settings.sandbox_gid)
-        host.prepare(work / "bin")
         REAPER.enable()  # orphaned sandboxes become the daemon's children, to end (reaper.py)
         db = await Database.open(state / "attestables.db")
         try:
@@ -147,9 +149,12 @@ class Daemon:
         self.settings = self.runs.settings = self.builds.settings = settings
         self.sources.max_bytes, self.sources.max_sources = settings.max_source_bytes, settings.max_sources
         if "allow_unconfined" in applied:
-            self.backends = detect_backends(settings, self.host)
+            self.redetect_backends()
         await self.broker.registry.load()
         return applied, restart
+
+    def redetect_backends(self) -> None:
+        self.backends = detect_backends(self.settings, self.host)
 
     def service_keys(self) -> list[ServiceKey]:
         """The sealing keys sent to each compartment after CERT: one per registered service."""

@@ -176,3 +176,15 @@ async def test_the_host_builds_it_in_the_background_and_falls_back_when_it_canno
         broken.prepare(blocked / "bin")
         assert await asyncio.wait_for(broken.ready(), 60) is None
     assert "sandboxes start with prlimit" in caplog.text
+
+
+def test_with_the_helper_the_host_needs_no_util_linux_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attestables.daemon.sandbox import host as host_module
+
+    monkeypatch.setattr(host_module, "PRLIMIT", str(tmp_path / "no-prlimit"))
+    monkeypatch.setattr(host_module, "SETPRIV", str(tmp_path / "no-setpriv"))
+    host = SandboxHost(uid_base=USER[0], uid_count=16, gid=USER[1])
+    expected = ["prlimit", "setpriv"] if os.geteuid() == 0 else ["prlimit"]
+    assert host.missing() == expected  # the fallback head would be needed, and is absent
+    host.confine_tool = "/w/bin/attestables-confine"
+    assert host.missing() == []  # bwrap alone (installed here) and the helper

@@ -7,6 +7,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from attestables.shared.errors import Unavailable
+
 from ..sandbox.argv import Limits, bwrap_compile_argv, confine
 from ..sandbox.process import ExitStatus, SandboxProcess
 
@@ -69,7 +71,11 @@ async def _run(daemon: "Daemon", argv: Sequence[str], *, src: Path, out: Path, r
         for line in splitters[stream].feed(chunk):
             on_line(stream, line)
 
-    head = confine(limits, run_as, tool=await daemon.host.ready())
+    tool = await daemon.host.ready()
+    missing = daemon.host.missing()
+    if missing:
+        raise Unavailable(f"the compile sandbox cannot start on this host: missing {', '.join(missing)}")
+    head = confine(limits, run_as, tool=tool)
     proc = await SandboxProcess.spawn(head + sandbox, env=COMPILE_ENV, on_output=on_output)
     on_spawn(proc)
     try:

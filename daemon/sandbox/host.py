@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import confine_tool
 from .argv import BWRAP, PRLIMIT, SETPRIV
@@ -44,10 +44,13 @@ class SandboxHost:
         return os.geteuid() == 0
 
     def missing(self) -> list[str]:
-        """Tools the sandbox needs but this host lacks."""
-        need = {"bwrap": BWRAP, "prlimit": PRLIMIT}
-        if self.is_root:
-            need["setpriv"] = SETPRIV
+        """Tools the sandbox needs but this host lacks: bwrap, and for the confine head
+        either the built ``attestables-confine`` or ``prlimit`` (+ ``setpriv`` as root)."""
+        need = {"bwrap": BWRAP}
+        if self.confine_tool is None:
+            need["prlimit"] = PRLIMIT
+            if self.is_root:
+                need["setpriv"] = SETPRIV
         return sorted(name for name, path in need.items() if not os.access(path, os.X_OK))
 
     @contextlib.contextmanager
@@ -69,11 +72,12 @@ class SandboxHost:
         finally:
             self._in_use.discard(offset)
 
-    def prepare(self, directory: Path) -> None:
-        """Start building ``attestables-confine`` into ``directory`` (a background thread)."""
-        self._preparing = asyncio.create_task(self._build_confine_tool(directory), name="confine-tool")
+    def prepare(self, directory: Path, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Start building ``attestables-confine`` into ``directory`` (a background thread);
+        ``on_ready`` runs once the helper works (what the host offers has changed)."""
+        self._preparing = asyncio.create_task(self._build_confine_tool(directory, on_ready), name="confine-tool")
 
-    async def _build_confine_tool(self, directory: Path) -> None:
+    async def _build_confine_tool(self, directory: Path, on_ready: Callable[[], None]) -> None:
         check_as = (self.uid_base, self.gid) if self.is_root else None
         try:
             path = await asyncio.to_thread(confine_tool.build, directory, check_as=check_as)
@@ -82,6 +86,7 @@ class SandboxHost:
             return
         self.confine_tool = str(path)
         log.info("sandboxes start with %s", path)
+        on_ready()
 
     async def ready(self) -> str | None:
         """The ``attestables-confine`` path once its build has ended; None: the sandbox
