@@ -153,8 +153,9 @@ class SandboxProcess:
             self._exit.set_result(result)
         REAPER.live.discard(self.pid)
         # If this bwrap died before its sandbox's init armed --die-with-parent, that init is
-        # now our child (subreaper): end it (bubblewrap#633, reaper.py).
-        REAPER.collect(self._loop)
+        # now our child (subreaper): end it (bubblewrap#633, reaper.py). Queued after the
+        # waiter's wake-up, so the look at our children does not delay the outcome.
+        self._loop.call_soon(REAPER.collect, self._loop)
 
     @property
     def returncode(self) -> ExitStatus | None:
