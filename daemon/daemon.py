@@ -17,7 +17,7 @@ from attestables.shared.channel import ServiceKey
 from attestables.shared.files import is_temp_name
 
 from .builds.manager import Builds
-from .builds.toolchains import Toolchain, detect_toolchains
+from .builds.toolchains import NATIVE, Toolchain, detect_toolchains
 from .compartments.backends import Backend, detect_backends
 from .compartments.runs import Runs
 from .ca import CertificateAuthority
@@ -62,9 +62,11 @@ class Daemon:
         self.toolchains = toolchains
         self.host = host
         self.backends = backends
-        # attestables-confine, built in the background; once it works, prlimit/setpriv are
-        # no longer needed, so the backends are detected again.
-        host.prepare(work_dir / "bin", on_ready=self.redetect_backends)
+        # attestables-confine, built in the background with the native compiler; once it
+        # works, prlimit/setpriv are no longer needed, so the backends are detected again.
+        native = toolchains.get(NATIVE)
+        host.prepare(work_dir / "bin", native.compiler if native is not None and native.available else None,
+                     on_ready=self.redetect_backends)
         self.bus = EventBus(settings.event_ring_size, settings.event_ring_kb * 1024)
         self.stats: collections.Counter[str] = collections.Counter()
         self.sources = Sources(db, blobs, settings.max_source_bytes, settings.max_sources)

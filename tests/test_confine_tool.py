@@ -24,15 +24,16 @@ from attestables.daemon.sandbox.host import SandboxHost
 LIMITS = Limits(cpu_s=7, memory_mb=300, wall_s=10, output_kb=64, nofile=99, nproc=33, tmp_mb=5)
 MIB = 1024 * 1024
 USER = (1879000123, 65534)  # in no account's range, like the daemon's sandbox uids
+CC = shutil.which("cc") or shutil.which("gcc")
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
 
 
 @pytest.fixture(scope="module")
 def tool(tmp_path_factory: pytest.TempPathFactory) -> str:
-    if confine_tool.find_compiler() is None:
+    if CC is None:
         pytest.skip("no C compiler")
-    return str(confine_tool.build(tmp_path_factory.mktemp("confine")))
+    return str(confine_tool.build(tmp_path_factory.mktemp("confine"), compiler=CC))
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -159,11 +160,11 @@ def test_a_limit_it_may_not_raise_fails_closed(tool: str) -> None:
 
 async def test_the_host_builds_it_in_the_background_and_falls_back_when_it_cannot(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    if confine_tool.find_compiler() is None:
+    if CC is None:
         pytest.skip("no C compiler")
     host = SandboxHost(uid_base=USER[0], uid_count=16, gid=USER[1])
     assert await host.ready() is None  # nothing prepared: the util-linux head
-    host.prepare(tmp_path / "bin")
+    host.prepare(tmp_path / "bin", CC)
     path = await host.ready()
     assert path == str(tmp_path / "bin" / confine_tool.NAME)
     assert (os.stat(path).st_mode & 0o777) == 0o500
@@ -173,7 +174,7 @@ async def test_the_host_builds_it_in_the_background_and_falls_back_when_it_canno
     blocked.write_text("not a directory")
     broken = SandboxHost(uid_base=USER[0], uid_count=16, gid=USER[1])
     with caplog.at_level(logging.WARNING):
-        broken.prepare(blocked / "bin")
+        broken.prepare(blocked / "bin", CC)
         assert await asyncio.wait_for(broken.ready(), 60) is None
     assert "sandboxes start with prlimit" in caplog.text
 
@@ -188,3 +189,9 @@ def test_with_the_helper_the_host_needs_no_util_linux_tools(tmp_path: Path, monk
     assert host.missing() == expected  # the fallback head would be needed, and is absent
     host.confine_tool = "/w/bin/attestables-confine"
     assert host.missing() == []  # bwrap alone (installed here) and the helper
+
+
+def test_without_a_native_compiler_there_is_no_helper_and_the_reason_says_so(tmp_path: Path) -> None:
+    with pytest.raises(confine_tool.ConfineToolError, match="no native C compiler"):
+        confine_tool.build(tmp_path, compiler=None)
+    assert not (tmp_path / confine_tool.NAME).exists()

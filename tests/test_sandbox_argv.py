@@ -377,7 +377,7 @@ def tool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     if request.param == "prlimit+setpriv":
         return None
     try:
-        return str(confine_tool.build(tmp_path_factory.mktemp("confine")))
+        return str(confine_tool.build(tmp_path_factory.mktemp("confine"), compiler=shutil.which("cc")))
     except confine_tool.ConfineToolError as exc:
         pytest.skip(str(exc))
 

@@ -15,8 +15,9 @@
  *
  * Every option is required exactly once except --user: a forgotten limit is an error,
  * never a silent default. Any failure prints one line on stderr and exits 125 before
- * anything runs (127 if the exec itself fails). Built by the daemon with the host's
- * C compiler (daemon/sandbox/confine_tool.py); prlimit + setpriv remain the fallback.
+ * anything runs (127 if the exec itself fails). Built by the daemon with the native
+ * toolchain's compiler (daemon/sandbox/confine_tool.py); prlimit + setpriv remain the
+ * fallback.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -3,7 +3,7 @@
 ``prlimit`` then ``setpriv`` cost two dynamically linked execs (~3 ms here) before bwrap
 even starts, on every build and every run. ``confine.c`` does the same steps (see its
 header) in one small, statically linked exec (~0.6 ms). The daemon compiles it at start
-with the host's C compiler, in a background thread, into its scratch space (mode 0500:
+with the native toolchain's compiler (``builds/toolchains.py``), in a background thread, into its scratch space (mode 0500:
 only the daemon's uid runs it), checks that it runs, and uses it from then on; where no
 compiler is found or the check fails, the sandbox keeps ``prlimit`` + ``setpriv``. The
 source ships with the package and is trusted as the daemon's own code; it is compiled
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,27 +36,19 @@ class ConfineToolError(Exception):
     """The helper could not be built or does not work here; the message says why."""
 
 
-def find_compiler() -> str | None:
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
-        if path is not None:
-            return path
-    return None
-
-
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
                           env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
 
 
-def build(directory: Path, *, compiler: str | None = None, check_as: tuple[int, int] | None = None) -> Path:
-    """Compile ``confine.c`` into ``directory/attestables-confine`` and check that it runs
-    (``check_as``: also its drop to that uid). Raises :class:`ConfineToolError`."""
+def build(directory: Path, *, compiler: str | None, check_as: tuple[int, int] | None = None) -> Path:
+    """Compile ``confine.c`` with ``compiler`` (the native toolchain's; None: there is
+    none) into ``directory/attestables-confine`` and check that it runs (``check_as``:
+    also its drop to that uid). Raises :class:`ConfineToolError`."""
     if not sys.platform.startswith("linux"):
         raise ConfineToolError("attestables-confine is for Linux")
-    compiler = compiler or find_compiler()
     if compiler is None:
-        raise ConfineToolError("no C compiler (cc, gcc or clang) on this host")
+        raise ConfineToolError("no native C compiler on this host (see the native toolchain in system.info)")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = directory / NAME
     temp = directory / f".{NAME}.tmp"

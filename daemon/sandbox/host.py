@@ -72,15 +72,17 @@ class SandboxHost:
         finally:
             self._in_use.discard(offset)
 
-    def prepare(self, directory: Path, on_ready: Callable[[], None] = lambda: None) -> None:
-        """Start building ``attestables-confine`` into ``directory`` (a background thread);
-        ``on_ready`` runs once the helper works (what the host offers has changed)."""
-        self._preparing = asyncio.create_task(self._build_confine_tool(directory, on_ready), name="confine-tool")
+    def prepare(self, directory: Path, compiler: str | None, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Start building ``attestables-confine`` into ``directory`` with ``compiler`` (the
+        native toolchain's), in a background thread; ``on_ready`` runs once the helper
+        works (what the host offers has changed)."""
+        self._preparing = asyncio.create_task(self._build_confine_tool(directory, compiler, on_ready),
+                                              name="confine-tool")
 
-    async def _build_confine_tool(self, directory: Path, on_ready: Callable[[], None]) -> None:
+    async def _build_confine_tool(self, directory: Path, compiler: str | None, on_ready: Callable[[], None]) -> None:
         check_as = (self.uid_base, self.gid) if self.is_root else None
         try:
-            path = await asyncio.to_thread(confine_tool.build, directory, check_as=check_as)
+            path = await asyncio.to_thread(confine_tool.build, directory, compiler=compiler, check_as=check_as)
         except Exception as exc:  # any failure: keep the util-linux head, say why
             log.warning("sandboxes start with prlimit%s: %s", " and setpriv" if self.is_root else "", exc)
             return
