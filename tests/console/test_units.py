@@ -235,3 +235,36 @@ async def test_the_status_line_repaints_its_event_count_at_most_twice_a_second()
         await pilot.pause(status_module.COUNT_REDRAW_S + 0.1)
         assert 1 <= repaints <= 4, repaints  # ~0.6 s of batches: at most one draw per 0.5 s, and the last
         assert "5,000 events" in str(line.render())
+
+
+async def test_the_trace_tab_has_no_horizontal_scrollbars_at_120_columns() -> None:
+    # With enough messages for a vertical scrollbar, the message table's columns used to be
+    # one cell too wide (a scrollbar for one column), and the sequence diagram could get
+    # one when its vertical scrollbar came after its width was taken.
+    from textual.widgets import TabbedContent
+
+    from .scenes import FIXED_NOW, load, settle
+    from attestables.tui.app import create_app
+    from attestables.tui.fixture import FixtureSource
+    from attestables.tui.messages import EventBatch
+    from attestables.tui.widgets.ring_table import RingTable
+    from attestables.tui.widgets.sequence import SequenceBody
+
+    from tests.bench.console import trace
+
+    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.action_show_tab("trace")
+        await settle(app, pilot)
+        runs = [str(next(iter(app.records.runs)))]
+        events = tuple(Event("sub-1", "traces.message", n, trace(n, runs, ("store", "transport", "messaging")))
+                       for n in range(1000, 1300))
+        app.post_message(EventBatch(events))
+        await pilot.pause(0.5)
+        await settle(app, pilot)
+        assert app.query_one(TabbedContent).active == "trace"
+        table, body = app.query_one("#trace-table", RingTable), app.query_one(SequenceBody)
+        assert table.show_vertical_scrollbar and body.show_vertical_scrollbar  # the case at stake
+        assert not table.show_horizontal_scrollbar
+        assert not body.show_horizontal_scrollbar

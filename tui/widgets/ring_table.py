@@ -188,7 +188,9 @@ class RingTable(ScrollView, can_focus=True):
     # -- drawing ------------------------------------------------------------------------
 
     def _width(self) -> int:
-        return sum(width + 2 for _, _, width in self.columns)
+        # A space either side of each cell, none after the last: at 120 columns the trace
+        # table then fits without a horizontal scrollbar.
+        return sum(width + 2 for _, _, width in self.columns) - 1
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self._width(), len(self._keys) + 1)
@@ -202,6 +204,7 @@ class RingTable(ScrollView, can_focus=True):
             line.append(" ")
             line.append_text(text)
             line.append(" ")
+        line.right_crop(1)
         return line
 
     def _strip(self, text: Text, width: int, style: Style) -> Strip:
