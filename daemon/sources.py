@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import sqlite3
@@ -40,6 +39,11 @@ def validate_content(content: str, max_bytes: int) -> bytes:
     return data
 
 
+# Does any row still name this blob (a source version, a build's artefact)?
+_REFERENCED = """SELECT 1 FROM source_versions WHERE sha256 = ?
+                 UNION ALL SELECT 1 FROM builds WHERE artefact_sha256 = ? LIMIT 1"""
+
+
 class Sources:
     def __init__(self, db: Database, blobs: BlobStore, max_bytes: int, max_sources: int) -> None:
         self.db = db
@@ -52,13 +56,15 @@ class Sources:
         data = validate_content(content, self.max_bytes)
         now = now_iso()
         max_sources = self.max_sources
-        # The blob is hashed, written and fsynced before the lock (uploads no longer queue
-        # behind each other's fsyncs); under the lock it is checked to still be there (a
-        # delete may have collected an identical, unnamed blob meanwhile) and named by its
-        # row, in one transaction on the database's thread.
+        # The blob is hashed, written and fsynced first; then, in one transaction on the
+        # database's thread, it is checked to still be there and named by its row. Deletes
+        # collect blobs on that same thread (``delete``), one function at a time, so a
+        # collection cannot fall between the check and the row: if a delete collected an
+        # identical, unnamed blob meanwhile, it is written again before the row names it.
         digest = await self.blobs.put(data)
 
         def insert(conn: sqlite3.Connection) -> tuple[str, int]:
+            self.blobs.ensure(data, digest)
             row = conn.execute("SELECT source_id FROM sources WHERE name = ?", (name,)).fetchone()
             if row is None:
                 (count,) = conn.execute("SELECT count(*) FROM sources").fetchone()
@@ -78,10 +84,7 @@ class Sources:
             conn.execute("UPDATE sources SET updated_at = ? WHERE source_id = ?", (now, source_id))
             return source_id, latest + 1
 
-        async with self.blobs.lock:
-            if not self.blobs.exists(digest):
-                await self.blobs.put(data)
-            source_id, version = await self.db.run(insert)
+        source_id, version = await self.db.run(insert)
         return {"source_id": source_id, "name": name, "version": version, "sha256": digest, "size": len(data)}
 
     async def list(self) -> list[dict[str, Any]]:
@@ -134,32 +137,41 @@ class Sources:
         """
         if active:
             raise Conflict(f"source {source_id} has {active}; wait for it or stop it first", source_id=source_id)
-        async with self.blobs.lock:
-            rows = await self.db.fetchall("SELECT sha256 FROM source_versions WHERE source_id = ?", (source_id,))
-            if not rows and await self.db.fetchone("SELECT 1 FROM sources WHERE source_id = ?", (source_id,)) is None:
+
+        def remove(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT sha256 FROM source_versions WHERE source_id = ?", (source_id,)).fetchall()
+            if not rows and conn.execute("SELECT 1 FROM sources WHERE source_id = ?", (source_id,)).fetchone() is None:
                 raise NotFound(f"no source {source_id}", source_id=source_id)
-            await self.db.transaction([("DELETE FROM sources WHERE source_id = ?", (source_id,))])
-            for (digest,) in rows:
-                if not await self.referenced(digest):
+            conn.execute("DELETE FROM sources WHERE source_id = ?", (source_id,))
+            return [row[0] for row in rows]
+
+        def collect(conn: sqlite3.Connection) -> None:
+            # Once the delete has committed (a kill in between leaves blobs no row names,
+            # collected at the next start), on the database's thread: no upload's naming
+            # transaction runs between a blob's check and its erasure.
+            for digest in digests:
+                if conn.execute(_REFERENCED, (digest, digest)).fetchone() is None:
                     self.blobs.delete(digest)
+
+        digests = await self.db.run(remove)
+        await self.db.run(collect)
 
     async def collect_unnamed_blobs(self) -> int:
         """Erase the blobs no row names; returns how many. Called at start, before serving:
         a daemon killed between writing a blob and committing the row that names it (an
         upload, a build's artefact), or between a delete's commit and its erase, leaves one
         behind, never read but never collected otherwise."""
-        async with self.blobs.lock:
-            present = await asyncio.to_thread(self.blobs.all_digests)
-            rows = await self.db.fetchall(
+
+        def collect(conn: sqlite3.Connection) -> int:
+            named = {row[0] for row in conn.execute(
                 """SELECT sha256 FROM source_versions
-                   UNION SELECT artefact_sha256 FROM builds WHERE artefact_sha256 IS NOT NULL""")
-            unnamed = present - {row[0] for row in rows}
+                   UNION SELECT artefact_sha256 FROM builds WHERE artefact_sha256 IS NOT NULL""")}
+            unnamed = self.blobs.all_digests() - named
             for digest in unnamed:
                 self.blobs.delete(digest)
-        return len(unnamed)
+            return len(unnamed)
+
+        return await self.db.run(collect)
 
     async def referenced(self, digest: str) -> bool:
-        row = await self.db.fetchone(
-            """SELECT 1 FROM source_versions WHERE sha256 = ?
-               UNION ALL SELECT 1 FROM builds WHERE artefact_sha256 = ? LIMIT 1""", (digest, digest))
-        return row is not None
+        return await self.db.fetchone(_REFERENCED, (digest, digest)) is not None

@@ -22,9 +22,8 @@ async def test_an_upload_rewrites_a_blob_collected_before_its_row_named_it(tmp_p
         async def put_then_collected(data: bytes, **kwargs):
             digest = await real_put(data, **kwargs)
             # What a delete of "a.c" does meanwhile: its row goes, the blob nobody names goes.
-            async with blobs.lock:
-                await db.execute("DELETE FROM sources WHERE source_id = ?", (first["source_id"],))
-                blobs.delete(digest)
+            await sources.delete(first["source_id"], active=None)
+            assert not blobs.exists(digest)
             monkeypatch.setattr(blobs, "put", real_put)
             return digest
 

@@ -30,9 +30,6 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Held across "write blob + insert row" and "delete row + collect blob" so that
-        # garbage collection never removes a blob a concurrent upload is about to name.
-        self.lock = asyncio.Lock()
         # Writes (hash, write, two fsyncs) run in threads, at most this many at once: the
         # disk is one device, and a crowd of writer threads would take the GIL from the
         # event loop that serves everything else.
@@ -45,6 +42,12 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def ensure(self, data: bytes, digest: str, *, mode: int = 0o400) -> None:
+        """Synchronous: store ``data`` under ``digest`` unless a file is there. For the
+        database's thread, inside the transaction that names the blob (sources.py)."""
+        if not self.exists(digest):
+            self._put_sync(data, digest, mode)
 
     def _put_sync(self, data: bytes, digest: str, mode: int) -> None:
         path = self.path(digest)

@@ -7,7 +7,6 @@ restarts from the last complete version.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from pathlib import Path
@@ -132,13 +131,17 @@ T = TypeVar("T")
 
 
 class Database:
-    """A single aiosqlite connection; aiosqlite serialises statements on its thread."""
+    """A single aiosqlite connection; aiosqlite serialises statements on its thread.
+
+    Every method is one function run whole on that thread: a statement in autocommit, or
+    a transaction from BEGIN to COMMIT (``run``). No transaction stays open across two
+    round trips, so no other coroutine's statement can land inside one, and writers need
+    no lock of their own here: they queue on the thread, in order, and a writer never
+    waits for another writer's queueing behind reads.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
-        # One connection is shared by every coroutine: without this lock a statement of
-        # one coroutine could land inside another's open transaction.
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> "Database":
@@ -176,8 +179,7 @@ class Database:
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in its own transaction; returns the number of rows changed.
         One round trip to the database's thread (statement, row count, cursor closed)."""
-        async with self._write_lock:
-            return (await sqlite.execute(self.conn, sql, tuple(params)))[0]
+        return (await sqlite.execute(self.conn, sql, tuple(params)))[0]
 
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run several statements atomically, in one round trip."""
@@ -191,8 +193,7 @@ class Database:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(conn)`` whole on the database's thread, in one transaction, one round trip
         (``attestables.shared.sqlite``): for batches on a hot path."""
-        async with self._write_lock:
-            return await run_transaction(self.conn, fn)
+        return await run_transaction(self.conn, fn)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """The first row of a query, or None: one round trip to the database's thread."""
