@@ -172,6 +172,3 @@ class Sources:
             return len(unnamed)
 
         return await self.db.run(collect)
-
-    async def referenced(self, digest: str) -> bool:
-        return await self.db.fetchone(_REFERENCED, (digest, digest)) is not None
