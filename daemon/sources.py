@@ -76,7 +76,8 @@ class Sources:
                 return source_id, 1
             source_id = row[0]
             # The version number comes from the rows inside the same transaction as the
-            # insert (the write lock serialises uploads): never len(db)+1 outside it.
+            # insert (SQLite's write lock, BEGIN IMMEDIATE, serialises uploads): never
+            # len(db)+1 outside it.
             (latest,) = conn.execute("SELECT max(version) FROM source_versions WHERE source_id = ?",
                                      (source_id,)).fetchone()
             conn.execute("INSERT INTO source_versions VALUES (?, ?, ?, ?, ?)",

@@ -52,7 +52,7 @@ def build(directory: Path, *, compiler: str | None, check_as: tuple[int, int] | 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = directory / NAME
     temp = directory / f".{NAME}.tmp"
-    errors = []
+    last_error = ""
     # Static first (no dynamic loader at each exec); dynamic where no static libc exists.
     for link in (["-static"], []):
         temp.unlink(missing_ok=True)
@@ -62,13 +62,13 @@ def build(directory: Path, *, compiler: str | None, check_as: tuple[int, int] | 
             raise ConfineToolError(f"{compiler} could not be run: {exc}") from exc
         if proc.returncode == 0:
             break
-        errors.append(proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"])
+        last_error = (proc.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
     else:
         temp.unlink(missing_ok=True)
-        raise ConfineToolError(f"{compiler} could not build {SOURCE.name}: {errors[-1][0]}")
+        raise ConfineToolError(f"{compiler} could not build {SOURCE.name}: {last_error}")
+    # No fsync: the work dir is scratch, rebuilt at every start; the rename only keeps a
+    # failed or partial output from ever carrying the tool's name.
     os.chmod(temp, 0o500)
-    with open(temp, "rb") as f:
-        os.fsync(f.fileno())
     os.replace(temp, target)
     check(target, check_as)
     return target

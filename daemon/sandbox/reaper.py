@@ -67,7 +67,6 @@ class Reaper:
     def __init__(self) -> None:
         self.live: set[int] = set()  # pids of sandboxes a SandboxProcess still watches
         self.enabled = False
-        self.killed = 0  # orphans ended since start (for the log and the tests)
 
     def enable(self) -> bool:
         """Make this process a child subreaper; False where that is not possible."""
@@ -110,7 +109,6 @@ class Reaper:
             loop.add_reader(pidfd, self._reap, loop, pid, pidfd)
             ended += 1
         if ended:
-            self.killed += ended
             log.warning("ended %d orphaned sandbox process(es) (a sandbox stopped as it started: "
                         "bubblewrap#633)", ended)
         return ended
