@@ -88,6 +88,11 @@ class ConsoleApp(App[None]):
         self.keymap = dict(keymap or {})
         self.batches = 0
         self._heap_settled = not settle_heap
+        heap.break_strip_cycles()
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            # No sliding tab underline (~18 frames after every tab switch, each competing
+            # with the next key and the event stream); TEXTUAL_ANIMATIONS=full brings it back.
+            self.animation_level = "none"
         self._panes: dict[str, Pane] = {}
         self.active_tab = "overview"
 
@@ -186,22 +191,31 @@ class ConsoleApp(App[None]):
         tabs = self.query_one(TabbedContent)
         if tabs.active == tab:
             self._focus_tab(tab)
-        else:
-            tabs.active = tab  # TabActivated focuses the pane
+            return
+        # One frame for the switch: the pane catches up with what changed while it was
+        # hidden and takes the focus before the screen is laid out and drawn, instead of
+        # a full frame for the switch and a second one, almost as large, for its catch-up.
+        with self.batch_update():
+            tabs.active = tab  # switches at once; TabActivated follows
+            self._opened(tab)
 
     def _focus_tab(self, tab: str) -> None:
-        # Deferred: by now another tab may be active, and focusing a widget in a hidden
-        # tab would switch back to it.
+        # Only while ``tab`` is the active one: focusing a widget in a hidden tab would
+        # switch back to it.
         if self.query_one(TabbedContent).active == tab and len(self.screen_stack) == 1:
             self.pane(tab).focus_main()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
-        if tab in self._panes:
-            self.active_tab = tab
-            self._each_pane(lambda pane: pane.shown() if pane.TAB == tab else None)
-            self.call_after_refresh(self._focus_tab, tab)
+        if tab in self._panes and tab != self.active_tab:  # a click on the tab (a key did it already)
+            with self.batch_update():
+                self._opened(tab)
+
+    def _opened(self, tab: str) -> None:
+        self.active_tab = tab
+        self._each_pane(lambda pane: pane.shown() if pane.TAB == tab else None)
+        self._focus_tab(tab)
 
     def action_toggle_keys(self) -> None:
         if self.screen.query("KeyPanel"):

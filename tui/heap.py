@@ -1,5 +1,13 @@
 """The console's heap and CPython's cycle collector: pauses an operator would feel.
 
+Two things keep full (generation 2) collections short and rare; both measured under
+the benchmark's 5,000 trace events/s (``docs/benchmarks.md``, console):
+
+- :func:`break_strip_cycles`: every line Textual drew was a reference cycle (below),
+  freed only by a full collection;
+- :func:`settle`: the start-up heap is frozen out of the collector's walks.
+  (The trace rows the console keeps are not tracked at all: ``records.trace_record``.)
+
 A full (generation 2) collection walks every object the collector tracks. In the
 console most of them are made at start and live until it ends: Textual's widgets,
 styles and compiled CSS, the modules, the first records (~110,000 objects at 120x40).
@@ -21,9 +29,14 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Iterable, Sequence
+
+from rich.segment import Segment
+from textual.strip import Strip
 
 log = logging.getLogger(__name__)
 
+_divide_patched = False
 
 
 def settle() -> None:
@@ -31,3 +44,43 @@ def settle() -> None:
     gc.collect()
     gc.freeze()
     log.debug("froze %d start-up objects out of the cycle collector's reach", gc.get_freeze_count())
+
+
+def _divide_keeps_itself() -> bool:
+    """Does the installed Textual's ``Strip.divide`` keep ``[self]`` in the strip's cache?"""
+    strip = Strip([Segment("ab")], 2)
+    strip.divide([2])
+    return any(any(s is strip for s in cached) for cached in strip._divide_cache._cache.values())
+
+
+def break_strip_cycles() -> bool:
+    """Stop ``Strip.divide`` from making every whole-width line a reference cycle.
+
+    Textual (8.2.8 here) caches a division's result in the strip divided; when the only
+    cut is the strip's own length the result is ``[self]``: the strip refers to itself and
+    only a cycle collection frees it, with its seven caches and its segments. The
+    compositor divides every line of every frame so. Under the benchmark's trace flood
+    each full collection found 8,000–18,000 such objects and took 30–60 ms.
+
+    The replacement answers that one case without caching (the same strips, in a new
+    list) and hands every other division to Textual's own method. Applied once per
+    process, and only while the installed Textual still keeps ``[self]`` (checked on a
+    strip of its own). Returns whether it is in place."""
+    global _divide_patched
+    if _divide_patched:
+        return True
+    if not _divide_keeps_itself():
+        return False
+    divide = Strip.divide
+
+    def divide_without_cycle(self: Strip, cuts: Iterable[int]) -> Sequence[Strip]:
+        length = self.cell_length
+        kept = [cut for cut in cuts if cut <= length]
+        if kept == [length]:
+            return [self]
+        return divide(self, kept)
+
+    divide_without_cycle.__doc__ = divide.__doc__
+    Strip.divide = divide_without_cycle  # type: ignore[method-assign]
+    _divide_patched = True
+    return True

@@ -10,9 +10,11 @@ run back to an earlier state.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from attestables.shared import protocol
 from attestables.shared.client import Event
@@ -26,6 +28,50 @@ MAX_TRACES = 5000
 
 _BUILD_RANK = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "cancelled": 2}
 _RUN_RANK = {"pending": 0, "starting": 1, "running": 2, "exited": 3, "failed": 3, "killed": 3, "lost": 3}
+
+
+# A trace row's fields (docs/api.md, ``traces.message``) other than its verification.
+TRACE_FIELDS = ("id", "ts", "run_id", "service_id", "op", "request_id", "bytes_in", "bytes_out", "sha256_in",
+                "sha256_out", "latency_ms", "http_status", "outcome")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class Reason(msgspec.Struct, frozen=True, gc=False):
+    code: str
+    message: str
+
+
+class Verdict(msgspec.Struct, frozen=True, gc=False):
+    """A trace row's verification, as the service reported it (immutable)."""
+
+    status: str | None = None
+    reasons: tuple[Reason, ...] = ()
+
+
+NO_VERDICT = Verdict()
+
+
+def trace_record(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A trace row as the console keeps it: its known fields, scalar values only, and the
+    verification as a frozen :class:`Verdict`.
+
+    Such a dict holds nothing the cycle collector tracks, so CPython never tracks the dict
+    either: the 5,000 rows kept are not walked by every full collection, and a flood of
+    rows is not promoted into the oldest generation to be walked there (which made full
+    collections both longer and more frequent; docs/benchmarks.md, console)."""
+    row = {key: value for key in TRACE_FIELDS if type(value := data.get(key)) in _SCALARS}
+    row["verification"] = _verdict(data.get("verification"))
+    return row
+
+
+def _verdict(value: Any) -> Verdict:
+    if not isinstance(value, Mapping):
+        return NO_VERDICT
+    status = value.get("status")
+    reasons = value.get("reasons")
+    return Verdict(status if isinstance(status, str) else None,
+                   tuple(Reason(str(r.get("code")), str(r.get("message"))) for r in reasons if isinstance(r, Mapping))
+                   if isinstance(reasons, list) else ())
 
 
 def _newer(rank: dict[str, int], old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -112,7 +158,7 @@ class Records:
             if snapshot.complete:
                 self.traces.clear()
             known = {t["id"] for t in self.traces}
-            self.traces.extend(t for t in snapshot.traces if t["id"] not in known)
+            self.traces.extend(trace_record(t) for t in snapshot.traces if t.get("id") not in known)
             kinds.add("traces")
         if snapshot.trace_count is not None:
             self.trace_count = max(self.trace_count if not snapshot.complete else 0, snapshot.trace_count)
@@ -139,9 +185,10 @@ class Records:
             if not isinstance(data, dict):
                 continue
             if topic == protocol.TRACES_MESSAGE:
-                self.traces.append(data)
-                self.trace_count = max(self.trace_count, int(data.get("id") or 0))
-                changes.traces.append(data)
+                row = trace_record(data)
+                self.traces.append(row)
+                self.trace_count = max(self.trace_count, int(row.get("id") or 0))
+                changes.traces.append(row)
             elif topic == protocol.BUILDS_LOG:
                 changes.build_log.append(event)
             elif topic == protocol.RUNS_OUTPUT:

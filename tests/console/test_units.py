@@ -7,11 +7,13 @@ import subprocess
 import sys
 from typing import Any
 
+import msgspec
+
 from attestables.shared.client import Event
 from attestables.tui.actions import ACTIONS, BY_ID, TABS, bindings
 from attestables.tui.connection import Backoff, EventPump
 from attestables.tui.messages import EventBatch, Snapshot
-from attestables.tui.records import MAX_TRACES, Records
+from attestables.tui.records import MAX_TRACES, Reason, Records, Verdict, trace_record
 from attestables.tui.widgets.sequence import (
     exchange,
     lifelines_for,
@@ -111,19 +113,41 @@ def test_records_never_go_back_and_stay_bounded() -> None:
     assert changes.lost == 10 and records.lost == 10
 
 
+def test_trace_rows_are_kept_out_of_the_cycle_collector() -> None:
+    # 5,000 rows kept, 5,000 more a second under a flood: none may be walked by a full
+    # collection (tui/records.py, trace_record), and nothing the tabs show is lost.
+    import gc
+
+    records = Records()
+    event = Event("s", "traces.message", 1, msgspec.json.decode(
+        b'{"id": 7, "ts": "2026-11-22T14:00:00.000Z", "run_id": "r1", "service_id": "store", "op": "read",'
+        b' "request_id": 3, "bytes_in": 73, "bytes_out": 407, "sha256_in": "ab", "sha256_out": null,'
+        b' "latency_ms": 1.5, "http_status": 403, "outcome": "contraindicated", "unexpected": [1],'
+        b' "verification": {"status": "contraindicated", "reasons": [{"code": "measurement_not_allowed",'
+        b' "message": "not in the policy"}, "junk"]}}'))
+    changes = records.apply([event])
+    (row,) = records.traces
+    assert changes.traces == [row]
+    assert not gc.is_tracked(row) and not gc.is_tracked(row["verification"])
+    assert row["id"] == 7 and row["sha256_out"] is None and "unexpected" not in row
+    assert row["verification"] == Verdict("contraindicated", (Reason("measurement_not_allowed", "not in the policy"),))
+    assert trace_record({"id": 8, "verification": "nonsense"})["verification"] == Verdict()
+
+
 def test_sequence_of_a_read_and_a_refusal() -> None:
     xs = positions(78, 5)
-    ok = exchange({"id": 1, "op": "read", "service_id": "store", "bytes_in": 73, "bytes_out": 407,
-                   "http_status": 200, "outcome": "ok", "latency_ms": 13.5,
-                   "verification": {"status": "affirming"}}, 2)
+    ok = exchange(trace_record({"id": 1, "op": "read", "service_id": "store", "bytes_in": 73, "bytes_out": 407,
+                                "http_status": 200, "outcome": "ok", "latency_ms": 13.5,
+                                "verification": {"status": "affirming"}}), 2)
     assert [(a.source, a.target) for a in ok] == [(0, 1), (1, 2), (2, 1), (1, 0)]
     lines = [render_arrow(a, xs, 78).plain for a in ok]
     assert lines[0].startswith("#1") and "READ store" in lines[0] and lines[0].count("▶") == 1
     assert "◀" in lines[3] and "OK" in lines[3]
-    refused = exchange({"id": 2, "op": "write", "service_id": "messaging", "bytes_in": 9, "bytes_out": 0,
-                        "http_status": 403, "outcome": "contraindicated", "latency_ms": 3.0}, 4)
+    refused = exchange(trace_record({"id": 2, "op": "write", "service_id": "messaging", "bytes_in": 9,
+                                     "bytes_out": 0, "http_status": 403, "outcome": "contraindicated",
+                                     "latency_ms": 3.0}), 4)
     assert any("DENIED" in label for label in refused[-1].labels)
-    unknown = exchange({"id": 3, "op": "read", "service_id": "nope", "outcome": "unknown_service"}, 5)
+    unknown = exchange(trace_record({"id": 3, "op": "read", "service_id": "nope", "outcome": "unknown_service"}), 5)
     assert len(unknown) == 2 and "UNKNOWN_SERVICE" in unknown[-1].labels[0]
     assert lifelines_for(["extra", "store"]) == ["store", "transport", "messaging", "extra"]
 
@@ -144,6 +168,29 @@ def test_the_console_imports_neither_the_daemon_nor_the_cli() -> None:
             "'attestables.cli', 'attestables.apps')))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", out
+
+
+async def test_a_tab_catches_up_before_its_first_frame() -> None:
+    # A tab key: the pane redraws what changed while it was hidden and takes the focus
+    # before the screen is next drawn (one frame for the switch, not a second one, almost
+    # as large, for the catch-up).
+    from .scenes import FIXED_NOW, load, settle
+    from attestables.tui.app import create_app
+    from attestables.tui.fixture import FixtureSource
+
+    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        builds = app.pane("builds")
+        builds._stale.add("builds")
+        stale = set(builds._stale)
+        redrawn: list[set[str]] = []
+        builds.refresh_view = lambda changes: redrawn.append(changes.kinds)  # type: ignore[method-assign]
+        app.action_show_tab("builds")
+        assert app.active_tab == "builds" and redrawn == [stale] and not builds._stale
+        await settle(app, pilot)
+        assert app.focused is not None and builds in app.focused.ancestors
+        assert redrawn == [stale]  # TabActivated, handled later, does not redraw it again
 
 
 async def test_a_stale_focus_message_does_not_switch_the_tab_back() -> None:
@@ -202,6 +249,47 @@ async def test_an_app_that_owns_its_process_freezes_its_start_up_heap(monkeypatc
                 assert (gc.get_freeze_count() > 10_000) is owns_process
     finally:
         gc.unfreeze()
+
+
+def test_no_animations_unless_the_user_asks_for_them(monkeypatch: Any) -> None:
+    # Each tab switch slid the underline over ~18 frames that competed with the next key.
+    from textual import constants
+
+    from .scenes import FIXED_NOW, load
+    from attestables.tui.app import create_app
+    from attestables.tui.fixture import FixtureSource
+
+    monkeypatch.delenv("TEXTUAL_ANIMATIONS", raising=False)
+    assert create_app(FixtureSource(load()), clock=lambda: FIXED_NOW).animation_level == "none"
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "full")
+    monkeypatch.setattr(constants, "TEXTUAL_ANIMATIONS", "full")
+    assert create_app(FixtureSource(load()), clock=lambda: FIXED_NOW).animation_level == "full"
+
+
+def test_a_whole_width_line_is_freed_without_the_cycle_collector() -> None:
+    # Textual's Strip.divide kept [self] in the strip's own cache: every line the
+    # compositor drew became a reference cycle that only a full collection freed
+    # (tui/heap.py). With the console's fix, dropping the last reference frees it.
+    import gc
+
+    from rich.segment import Segment
+    from textual.strip import Strip
+
+    from attestables.tui import heap
+
+    assert heap.break_strip_cycles()
+    gc.collect()
+    gc.disable()
+    try:
+        for cuts in ([40], [40, 50], [10, 40]):
+            strip = Strip([Segment("x" * 40)], 40)
+            parts = strip.divide(cuts)
+            assert "".join(s.text for part in parts for s in part) == "x" * 40
+            assert [part.cell_length for part in parts] == ([40] if cuts != [10, 40] else [10, 30])
+            del strip, parts
+            assert gc.collect() == 0, f"divide({cuts}) left a reference cycle"
+    finally:
+        gc.enable()
 
 
 async def test_the_status_line_repaints_its_event_count_at_most_twice_a_second() -> None:

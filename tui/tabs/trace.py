@@ -17,7 +17,7 @@ from textual.widgets import Select, Sparkline, Static
 
 from ..actions import bindings
 from ..format import STATE_STYLES, clock, millis, short_id, size, state
-from ..records import Changes
+from ..records import NO_VERDICT, Changes, Verdict
 from ..widgets.ring_table import RingTable
 from ..widgets.sequence import MAX_EXCHANGES, SequenceDiagram
 from .base import Pane, contained
@@ -40,11 +40,11 @@ OUTCOMES = ("ok", "contraindicated", "replay", "bad_request", "too_large", "fail
 
 
 def trace_row(t: Mapping[str, Any]) -> tuple[Any, ...]:
-    verification = t.get("verification") or {}
+    verification: Verdict = t.get("verification", NO_VERDICT)
     return (str(t.get("id")), clock(t.get("ts"), millis=True), short_id(t.get("run_id"), 10), str(t.get("service_id")),
             str(t.get("op")), size(t.get("bytes_in")), size(t.get("bytes_out")), millis(t.get("latency_ms")),
             str(t.get("http_status") if t.get("http_status") is not None else "-"), state(t.get("outcome")),
-            state(verification.get("status") or "-"))
+            state(verification.status or "-"))
 
 
 def detail_view(t: Mapping[str, Any]) -> Text:
@@ -52,7 +52,7 @@ def detail_view(t: Mapping[str, Any]) -> Text:
 
     Plain Text (no table): it is redrawn on every cursor move, and must stay cheap.
     """
-    verification = t.get("verification") or {}
+    verification: Verdict = t.get("verification", NO_VERDICT)
     text = Text(no_wrap=True, overflow="ellipsis")
 
     def row(label: str, value: Any, style: str = "") -> None:
@@ -72,11 +72,11 @@ def detail_view(t: Mapping[str, Any]) -> Text:
     status = t.get("http_status")
     row("latency", f"{millis(t.get('latency_ms'))} ms · HTTP {status if status is not None else 'none'}")
     row("outcome", t.get("outcome"), STATE_STYLES.get(str(t.get("outcome")), ""))
-    verdict = verification.get("status")
+    verdict = verification.status
     row("verified", verdict or "not reported", STATE_STYLES.get(str(verdict), ""))
-    for reason in verification.get("reasons") or []:
-        text.append(f"  {reason.get('code')}", style="bold")
-        text.append(f": {reason.get('message')}\n")
+    for reason in verification.reasons:
+        text.append(f"  {reason.code}", style="bold")
+        text.append(f": {reason.message}\n")
     text.rstrip()
     return text
 

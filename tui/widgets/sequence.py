@@ -25,6 +25,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from ..format import size
+from ..records import NO_VERDICT
 from .scrolling import set_virtual_size
 
 PROCESS = "Integration process"
@@ -65,7 +66,7 @@ def exchange(row: Mapping[str, Any], service_index: int) -> list[Arrow]:
     sealed_out = size(row.get("bytes_out"))
     status = row.get("http_status")
     outcome = str(row.get("outcome", "?"))
-    verdict = (row.get("verification") or {}).get("status") or outcome
+    verdict = row.get("verification", NO_VERDICT).status or outcome
     latency = f"{float(row.get('latency_ms') or 0):.1f} ms"
     mark = f"#{row.get('id', '')}"
     arrows = [Arrow(0, 1, (f"{op} {service} · {sealed_in} sealed", f"{op} {service} · {sealed_in}",
@@ -217,6 +218,9 @@ class SequenceDiagram(Vertical):
         super().__init__(id=id)
         self.run_id: str | None = None
         self.services: list[str] = lifelines_for(())
+        # A row's arrows by (id, time, its service's lifeline): rows are immutable, and
+        # moving the cursor between runs redraws a run's whole diagram.
+        self._drawn: LRUCache[tuple[Any, int], list[Arrow]] = LRUCache(MAX_EXCHANGES * 4)
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(id="seq-header")
@@ -253,7 +257,11 @@ class SequenceDiagram(Vertical):
     def _arrows(self, row: Mapping[str, Any]) -> list[Arrow]:
         service = str(row.get("service_id"))
         index = 2 + (self.services.index(service) if service in self.services else 0)
-        return exchange(row, index)
+        key = (row.get("id"), row.get("ts"), index)
+        arrows = self._drawn.get(key)
+        if arrows is None:
+            arrows = self._drawn[key] = exchange(row, index)
+        return arrows
 
     def _draw_header(self) -> None:
         width = self.query_one(SequenceBody).scrollable_content_region.width or self.size.width or 80
