@@ -27,6 +27,7 @@ from attestables.shared import channel as wire
 from attestables.shared.errors import NotFound
 
 from ..timeutil import now_iso
+from . import https
 from .registry import Service, ServiceRegistry
 from .traces import TraceLog
 
@@ -41,8 +42,6 @@ MAX_ANSWER = 1024 * 1024
 # A retry only when the connection itself failed: the request may not be sent twice once
 # the service could have received it (a WRITE is not assumed idempotent here).
 CONNECT_RETRIES = 1
-_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-_JSON = {"Content-Type": "application/json"}
 _ENCODE = msgspec.json.Encoder().encode
 
 
@@ -59,9 +58,11 @@ class Broker:
         self.daemon = daemon
         self.registry = ServiceRegistry(daemon)
         self.log = TraceLog(daemon.db, daemon.bus)
+        self.https = https.HttpsPool(REQUEST_TIMEOUT_S, MAX_ANSWER)  # the READ/WRITE crossings
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
+        """The client of registration's key fetch (``registry.py``)."""
         if self._session is None or self._session.closed:
             # No cookie jar: a service must not be able to keep state in the launcher (and
             # one service's cookies must never travel to another).
@@ -72,6 +73,7 @@ class Broker:
 
     async def close(self) -> None:
         await self.log.close()
+        self.https.close()
         if self._session is not None:
             await self._session.close()
 
@@ -107,25 +109,23 @@ class Broker:
                        certificate: "IssuedCertificate", trace: dict[str, Any]) -> wire.Message:
         body = _ENCODE({"certificate": certificate.pem.decode() + self.daemon.certs.ca.chain_pem().decode(),
                         "nonce": eai.b64url(request.nonce), "sealed": eai.b64url(request.sealed)})
-        session = self.session()
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                async with session.post(service.url + path, data=body, headers=_JSON, ssl=service.ssl,
-                                        timeout=_TIMEOUT) as resp:
-                    trace["http_status"] = resp.status
-                    raw = await resp.content.read(MAX_ANSWER + 1)
-                    return self._answer(request, resp.status, raw, trace)
-            except aiohttp.ClientConnectorError as exc:
+                status, raw = await self.https.post(service.service_id, service.url, service.ssl, path, body)
+            except https.ConnectError as exc:
                 if attempt < CONNECT_RETRIES:
                     await asyncio.sleep(0.2)
                     continue
                 trace["outcome"] = "unreachable"
                 return wire.ErrorMessage(request.request_id, wire.ErrorCode.SERVICE_UNAVAILABLE,
                                          f"service {service.service_id} is unreachable: {type(exc).__name__}")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                trace["outcome"] = "timeout" if isinstance(exc, TimeoutError) else "transport_error"
+            except https.HttpsError as exc:
+                trace["http_status"] = exc.status
+                trace["outcome"] = "timeout" if isinstance(exc, https.Timeout) else "transport_error"
                 return wire.ErrorMessage(request.request_id, wire.ErrorCode.SERVICE_UNAVAILABLE,
                                          f"service {service.service_id}: {type(exc).__name__}")
+            trace["http_status"] = status
+            return self._answer(request, status, raw, trace)
         raise AssertionError("unreachable")
 
     def _answer(self, request: wire.Request, status: int, raw: bytes, trace: dict[str, Any]) -> wire.Message:

@@ -52,8 +52,8 @@ class Service:
 
     @functools.cached_property
     def ssl(self) -> ssl.SSLContext | aiohttp.Fingerprint:
-        """The pin, built once: aiohttp reuses a pooled connection only for the same
-        context object, so a fresh one per request would cost a TLS handshake each time."""
+        """The pin, built once: the broker's pool (``https.py``) reuses a connection only for
+        the same pin object, so a fresh one per request would cost a TLS handshake each time."""
         return tls_pin(self.tls_ca_pem, self.tls_fingerprint)
 
 
@@ -91,6 +91,8 @@ class ServiceRegistry:
 
     async def load(self) -> None:
         rows = await self.daemon.db.fetchall("SELECT * FROM services ORDER BY service_id")
+        for service_id in self._services:  # re-read: the pins are new objects, their connections go
+            self.daemon.broker.https.forget(service_id)
         self._services = {row["service_id"]: _row_to_service(row) for row in rows}
 
     def get(self, service_id: str) -> Service | None:
@@ -136,12 +138,14 @@ class ServiceRegistry:
              created, now))
         service = Service(service_id, base, tls_ca_pem, tls_fingerprint, public_key, endpoints, created, now)
         self._services[service_id] = service
+        self.daemon.broker.https.forget(service_id)  # connections made under the old URL or pin
         return service.to_dict()
 
     async def remove(self, service_id: str) -> None:
         self.require(service_id)
         await self.daemon.db.execute("DELETE FROM services WHERE service_id = ?", (service_id,))
         self._services.pop(service_id, None)
+        self.daemon.broker.https.forget(service_id)
 
     async def _fetch_key(self, base: str, pin: ssl.SSLContext | aiohttp.Fingerprint,
                          service_id: str) -> tuple[bytes, dict[str, str]]:
