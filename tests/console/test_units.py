@@ -193,6 +193,38 @@ async def test_a_tab_catches_up_before_its_first_frame() -> None:
         assert redrawn == [stale]  # TabActivated, handled later, does not redraw it again
 
 
+async def test_switching_tabs_does_not_redraw_the_message_rows() -> None:
+    # Hiding and showing the Trace tab resizes its table; rows already drawn stay drawn
+    # (the table redraws them only for another width or style).
+    from .scenes import FIXED_NOW, load, settle
+    from attestables.tui.app import create_app
+    from attestables.tui.fixture import FixtureSource
+    from attestables.tui.widgets.ring_table import RingTable
+
+    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.action_show_tab("trace")
+        await settle(app, pilot)
+        table = app.query_one("#trace-table", RingTable)
+        formatted: list[Any] = []
+        formatter = table.formatter
+        assert formatter is not None
+
+        def counting(row: Any) -> Any:
+            formatted.append(row)
+            return formatter(row)
+
+        table.formatter = counting
+        for tab in ("overview", "trace", "builds", "trace"):
+            app.action_show_tab(tab)
+            await settle(app, pilot)
+        assert formatted == []
+        app.theme = "textual-light" if app.theme != "textual-light" else "nord"
+        await settle(app, pilot)
+        assert formatted, "a new theme must redraw the rows in its colours"
+
+
 async def test_a_stale_focus_message_does_not_switch_the_tab_back() -> None:
     # What a tab key pressed right after the previous tab's widget got focus used to do:
     # that pane's queued TabPane.Focused, handled after the switch, switched back to it.

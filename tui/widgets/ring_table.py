@@ -76,6 +76,8 @@ class RingTable(ScrollView, can_focus=True):
         self._index: dict[str, int] = {}
         self._strips: dict[str, Strip] = {}
         self._strip_width = -1
+        self._strip_base: Style | None = None  # the widget's style the rows were drawn in
+        self._header: tuple[tuple[int, Style], Strip] | None = None
         self._highlighted: str | None = None
 
     # -- rows -----------------------------------------------------------------------------
@@ -193,8 +195,9 @@ class RingTable(ScrollView, can_focus=True):
         return sum(width + 2 for _, _, width in self.columns) - 1
 
     def on_resize(self) -> None:
+        # The rows drawn stay drawn (render_line redraws them if the width or the style
+        # changed): a tab switch hides and shows the table, which resizes it twice.
         self.virtual_size = Size(self._width(), len(self._keys) + 1)
-        self._strips.clear()
 
     def _line(self, cells: Sequence[Any]) -> Text:
         line = Text(no_wrap=True, end="")
@@ -216,16 +219,18 @@ class RingTable(ScrollView, can_focus=True):
         base = self.rich_style
         scroll_x, scroll_y = int(self.scroll_x), int(self.scroll_y)
         if y == 0:
-            header = self._line([label for _, label, _ in self.columns])
             style = base + self.get_component_rich_style("ring-table--header")
-            return self._strip(header, scroll_x + width, style).crop(scroll_x, scroll_x + width)
+            if self._header is None or self._header[0] != (scroll_x + width, style):
+                header = self._line([label for _, label, _ in self.columns])
+                self._header = ((scroll_x + width, style), self._strip(header, scroll_x + width, style))
+            return self._header[1].crop(scroll_x, scroll_x + width)
         index = scroll_y + y - 1
         if index >= len(self._keys):
             return Strip.blank(width, base)
         key = self._keys[index]
-        if width != self._strip_width:
+        if width != self._strip_width or base != self._strip_base:
             self._strips.clear()
-            self._strip_width = width
+            self._strip_width, self._strip_base = width, base
         strip = self._strips.get(key)
         if strip is None:
             value = self._cells[key]
