@@ -9,9 +9,10 @@ to ``docs/console/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,23 @@ async def settle(app: ConsoleApp, pilot: Pilot[Any]) -> None:
             break
         await app.workers.wait_for_complete(workers)
     await pilot.pause()
+
+
+def fixture_app(**options: Any) -> ConsoleApp:
+    """The console on the recorded case study, with the fixed clock."""
+    return create_app(FixtureSource(load()), clock=lambda: FIXED_NOW, **options)
+
+
+@contextlib.asynccontextmanager
+async def running(tab: str | None = None, **options: Any) -> AsyncIterator[tuple[ConsoleApp, Pilot[Any]]]:
+    """:func:`fixture_app` running headless at 120x40, settled, on ``tab`` if given."""
+    app = fixture_app(**options)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        if tab is not None:
+            app.action_show_tab(tab)
+            await settle(app, pilot)
+        yield app, pilot
 
 
 def more_traces(data: dict[str, Any]) -> list[Event]:

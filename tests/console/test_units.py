@@ -174,13 +174,9 @@ async def test_a_tab_catches_up_before_its_first_frame() -> None:
     # A tab key: the pane redraws what changed while it was hidden and takes the focus
     # before the screen is next drawn (one frame for the switch, not a second one, almost
     # as large, for the catch-up).
-    from .scenes import FIXED_NOW, load, settle
-    from attestables.tui.app import create_app
-    from attestables.tui.fixture import FixtureSource
+    from .scenes import running, settle
 
-    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
+    async with running() as (app, pilot):
         builds = app.pane("builds")
         builds._stale.add("builds")
         stale = set(builds._stale)
@@ -196,16 +192,10 @@ async def test_a_tab_catches_up_before_its_first_frame() -> None:
 async def test_switching_tabs_does_not_redraw_the_message_rows() -> None:
     # Hiding and showing the Trace tab resizes its table; rows already drawn stay drawn
     # (the table redraws them only for another width or style).
-    from .scenes import FIXED_NOW, load, settle
-    from attestables.tui.app import create_app
-    from attestables.tui.fixture import FixtureSource
+    from .scenes import running, settle
     from attestables.tui.widgets.ring_table import RingTable
 
-    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
-        app.action_show_tab("trace")
-        await settle(app, pilot)
+    async with running("trace") as (app, pilot):
         table = app.query_one("#trace-table", RingTable)
         formatted: list[Any] = []
         formatter = table.formatter
@@ -230,13 +220,9 @@ async def test_a_stale_focus_message_does_not_switch_the_tab_back() -> None:
     # that pane's queued TabPane.Focused, handled after the switch, switched back to it.
     from textual.widgets import TabbedContent, TabPane
 
-    from .scenes import FIXED_NOW, load, settle
-    from attestables.tui.app import create_app
-    from attestables.tui.fixture import FixtureSource
+    from .scenes import running, settle
 
-    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
+    async with running() as (app, pilot):
         tabs = app.query_one(TabbedContent)
         app.action_show_tab("services")
         await settle(app, pilot)
@@ -255,10 +241,8 @@ async def test_an_app_that_owns_its_process_freezes_its_start_up_heap(monkeypatc
     # longer walk the start-up heap (tui/heap.py), once. Apps that share a process do not.
     import gc
 
-    from .scenes import FIXED_NOW, load, settle
+    from .scenes import running
     from attestables.tui import heap
-    from attestables.tui.app import create_app
-    from attestables.tui.fixture import FixtureSource
 
     calls: list[int] = []
 
@@ -272,11 +256,8 @@ async def test_an_app_that_owns_its_process_freezes_its_start_up_heap(monkeypatc
         for owns_process in (False, True):
             gc.unfreeze()
             calls.clear()
-            app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW, settle_heap=owns_process)
-            async with app.run_test(size=(120, 40)) as pilot:
-                await settle(app, pilot)
-                app.action_show_tab("trace")  # later loads and redraws do not freeze again
-                await settle(app, pilot)
+            # On the trace tab: later loads and redraws do not freeze again.
+            async with running("trace", settle_heap=owns_process):
                 assert len(calls) == int(owns_process)
                 assert (gc.get_freeze_count() > 10_000) is owns_process
     finally:
@@ -287,15 +268,13 @@ def test_no_animations_unless_the_user_asks_for_them(monkeypatch: Any) -> None:
     # Each tab switch slid the underline over ~18 frames that competed with the next key.
     from textual import constants
 
-    from .scenes import FIXED_NOW, load
-    from attestables.tui.app import create_app
-    from attestables.tui.fixture import FixtureSource
+    from .scenes import fixture_app
 
     monkeypatch.delenv("TEXTUAL_ANIMATIONS", raising=False)
-    assert create_app(FixtureSource(load()), clock=lambda: FIXED_NOW).animation_level == "none"
+    assert fixture_app().animation_level == "none"
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "full")
     monkeypatch.setattr(constants, "TEXTUAL_ANIMATIONS", "full")
-    assert create_app(FixtureSource(load()), clock=lambda: FIXED_NOW).animation_level == "full"
+    assert fixture_app().animation_level == "full"
 
 
 def test_a_whole_width_line_is_freed_without_the_cycle_collector() -> None:
@@ -363,20 +342,14 @@ async def test_the_trace_tab_has_no_horizontal_scrollbars_at_120_columns() -> No
     # one when its vertical scrollbar came after its width was taken.
     from textual.widgets import TabbedContent
 
-    from .scenes import FIXED_NOW, load, settle
-    from attestables.tui.app import create_app
-    from attestables.tui.fixture import FixtureSource
+    from .scenes import running, settle
     from attestables.tui.messages import EventBatch
     from attestables.tui.widgets.ring_table import RingTable
     from attestables.tui.widgets.sequence import SequenceBody
 
     from tests.bench.console import trace
 
-    app = create_app(FixtureSource(load()), clock=lambda: FIXED_NOW)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
-        app.action_show_tab("trace")
-        await settle(app, pilot)
+    async with running("trace") as (app, pilot):
         runs = [str(next(iter(app.records.runs)))]
         events = tuple(Event("sub-1", "traces.message", n, trace(n, runs, ("store", "transport", "messaging")))
                        for n in range(1000, 1300))
