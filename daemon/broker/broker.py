@@ -19,7 +19,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
 
 from attestables.shared import eai
@@ -59,23 +58,10 @@ class Broker:
         self.registry = ServiceRegistry(daemon)
         self.log = TraceLog(daemon.db, daemon.bus)
         self.https = https.HttpsPool(REQUEST_TIMEOUT_S, MAX_ANSWER)  # the READ/WRITE crossings
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        """The client of registration's key fetch (``registry.py``)."""
-        if self._session is None or self._session.closed:
-            # No cookie jar: a service must not be able to keep state in the launcher (and
-            # one service's cookies must never travel to another).
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
-                headers={"User-Agent": "attestables-broker"}, cookie_jar=aiohttp.DummyCookieJar())
-        return self._session
 
     async def close(self) -> None:
         await self.log.close()
         self.https.close()
-        if self._session is not None:
-            await self._session.close()
 
     # -- a compartment's request ------------------------------------------------------------
 

@@ -149,10 +149,13 @@ class ServiceRegistry:
 
     async def _fetch_key(self, base: str, pin: ssl.SSLContext | aiohttp.Fingerprint,
                          service_id: str) -> tuple[bytes, dict[str, str]]:
-        session = self.daemon.broker.session()
         try:
-            async with session.get(base + eai.PUBLIC_KEY_PATH, ssl=pin,
-                                   timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)) as resp:
+            # One session per registration (an operator's act, rare). No cookie jar: a
+            # service must not be able to keep state in the launcher.
+            async with aiohttp.ClientSession(headers={"User-Agent": "attestables-broker"},
+                                             cookie_jar=aiohttp.DummyCookieJar()) as session, \
+                    session.get(base + eai.PUBLIC_KEY_PATH, ssl=pin,
+                                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)) as resp:
                 if resp.status != 200:
                     raise Unavailable(f"{base}{eai.PUBLIC_KEY_PATH} answered HTTP {resp.status}")
                 body = await resp.json(content_type=None)
