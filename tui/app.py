@@ -23,7 +23,6 @@ from attestables.shared.paths import default_state_dir
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from . import heap
@@ -41,25 +40,11 @@ from .tabs.services import ServicesPane
 from .tabs.sources import SourcesPane
 from .tabs.trace import TracePane
 from .widgets.key_bar import KeyBar
+from .widgets.tab_bar import TabBar
 from .widgets.status import ConnectionStatus
 
 # After the connection worker fails unexpectedly, it is started again after this many seconds.
 RESTART_S = 2.0
-
-
-class ConsoleTabs(TabbedContent):
-    """The tabs, switched only when the user asks (a tab key, a click on a tab).
-
-    Textual's TabbedContent also switches to whichever pane a widget was focused in, when
-    that pane's ``TabPane.Focused`` message is handled. That message is queued: pressing
-    a tab key right after the console focused the previous tab's main widget, the stale
-    message switched the tabs back (seen under load). The console focuses only widgets of
-    the tab that shows, so nothing is lost by ignoring it.
-    """
-
-    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
-        event.stop()
-        event.prevent_default()  # not TabbedContent's own handler either
 
 
 class ConsoleApp(App[None]):
@@ -101,11 +86,14 @@ class ConsoleApp(App[None]):
     def compose(self) -> ComposeResult:
         self.status = ConnectionStatus(self.source.url, id="status")
         yield self.status
-        with ConsoleTabs(id="tabs", initial="overview"):
-            for tab, pane in zip(TABS, self._make_panes()):
-                self._panes[tab] = pane
-                with TabPane(f"{TABS.index(tab) + 1} {TAB_TITLES[tab]}", id=tab):
-                    yield pane
+        # The panes are the screen's own children, one shown at a time (see TabBar).
+        self.tab_bar = TabBar([(tab, f"{number} {TAB_TITLES[tab]}") for number, tab in enumerate(TABS, 1)],
+                              self.active_tab, id="tab-bar")
+        yield self.tab_bar
+        for tab, pane in zip(TABS, self._make_panes()):
+            self._panes[tab] = pane
+            pane.display = tab == self.active_tab
+            yield pane
         yield KeyBar(id="keys")
 
     def _make_panes(self) -> list[Pane]:
@@ -188,34 +176,30 @@ class ConsoleApp(App[None]):
     def action_show_tab(self, tab: str) -> None:
         if len(self.screen_stack) > 1:
             return  # a dialog is open
-        tabs = self.query_one(TabbedContent)
-        if tabs.active == tab:
+        if tab not in self._panes:
+            raise ValueError(f"no tab {tab!r}")
+        if tab == self.active_tab:
             self._focus_tab(tab)
             return
         # One frame for the switch: the pane catches up with what changed while it was
         # hidden and takes the focus before the screen is laid out and drawn, instead of
         # a full frame for the switch and a second one, almost as large, for its catch-up.
         with self.batch_update():
-            tabs.active = tab  # switches at once; TabActivated follows
-            self._opened(tab)
+            self.pane(self.active_tab).display = False
+            self.pane(tab).display = True
+            self.tab_bar.active = tab
+            self.active_tab = tab
+            self._each_pane(lambda pane: pane.shown() if pane.TAB == tab else None)
+            self._focus_tab(tab)
 
     def _focus_tab(self, tab: str) -> None:
-        # Only while ``tab`` is the active one: focusing a widget in a hidden tab would
-        # switch back to it.
-        if self.query_one(TabbedContent).active == tab and len(self.screen_stack) == 1:
+        # Only while ``tab`` is the active one and no dialog is open.
+        if self.active_tab == tab and len(self.screen_stack) == 1:
             self.pane(tab).focus_main()
 
-    @on(TabbedContent.TabActivated)
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        tab = event.pane.id or ""
-        if tab in self._panes and tab != self.active_tab:  # a click on the tab (a key did it already)
-            with self.batch_update():
-                self._opened(tab)
-
-    def _opened(self, tab: str) -> None:
-        self.active_tab = tab
-        self._each_pane(lambda pane: pane.shown() if pane.TAB == tab else None)
-        self._focus_tab(tab)
+    @on(TabBar.Clicked)
+    def _tab_clicked(self, message: TabBar.Clicked) -> None:
+        self.action_show_tab(message.tab)
 
     def action_toggle_keys(self) -> None:
         if self.screen.query("KeyPanel"):

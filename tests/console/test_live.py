@@ -28,7 +28,7 @@ from attestables.tui.widgets.keyed_table import KeyedTable
 from attestables.tui.widgets.ring_table import RingTable
 from attestables.tui.widgets.sequence import SequenceBody
 from attestables.tui.widgets.source_view import SourceView
-from textual.widgets import OptionList, TabbedContent, Tree
+from textual.widgets import OptionList, Tree
 
 from .conftest import settle, text_of, until
 
@@ -63,10 +63,10 @@ async def open_tab(app: ConsoleApp, pilot: Any, key: str, tab: str) -> None:
     await pilot.press(key)
     await settle(app, pilot)
     try:
-        await until(pilot, lambda: app.query_one(TabbedContent).active == tab and app.focused is not None
+        await until(pilot, lambda: app.active_tab == tab and app.focused is not None
                     and app.pane(tab) in app.focused.ancestors_with_self, f"the {tab} tab to show, focused", timeout=30)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: active={app.query_one(TabbedContent).active} focused={app.focused!r} "
+        raise AssertionError(f"{exc}: active={app.active_tab} focused={app.focused!r} "
                              f"screens={app.screen_stack!r}") from None
 
 
@@ -118,7 +118,7 @@ async def test_operator_session(study: CaseStudy, tmp_path: Path) -> None:
         # Build it (b on the Sources tab opens the build form on the Builds tab).
         await pilot.press("b")
         await fill(app, pilot, {"flags": "-O1"})
-        assert app.query_one(TabbedContent).active == "builds"
+        assert app.active_tab == "builds"
         build = await until(pilot, lambda: next((b for b in app.records.builds.values()
                                                  if b["source_id"] == source_id
                                                  and b["state"] in ("succeeded", "failed")), None), "the build")
@@ -132,7 +132,7 @@ async def test_operator_session(study: CaseStudy, tmp_path: Path) -> None:
         # g jumps to the diagnostic's line in the source.
         await pilot.press("g")
         await settle(app, pilot)
-        assert app.query_one(TabbedContent).active == "sources"
+        assert app.active_tab == "sources"
         assert app.query_one(SourceView).line == 5
 
         # Run it from the Builds tab, with an argument; its output arrives live.
@@ -151,7 +151,7 @@ async def test_operator_session(study: CaseStudy, tmp_path: Path) -> None:
         await until(pilot, lambda: integration_run in app.records.certs, "the integration run's certificate")
         assert app.query_one("#runs-table", KeyedTable).select_key(integration_run)
         await pilot.press("a")
-        await until(pilot, lambda: app.query_one(TabbedContent).active == "attestation", "the attestation tab")
+        await until(pilot, lambda: app.active_tab == "attestation", "the attestation tab")
         tree = app.query_one("#att-document", Tree)
         labels = {str(node.label) for node in tree.root.children}
         assert any(label.startswith("eat_nonce") for label in labels) and "measurements" in labels

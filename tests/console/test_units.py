@@ -215,25 +215,26 @@ async def test_switching_tabs_does_not_redraw_the_message_rows() -> None:
         assert formatted, "a new theme must redraw the rows in its colours"
 
 
-async def test_a_stale_focus_message_does_not_switch_the_tab_back() -> None:
-    # What a tab key pressed right after the previous tab's widget got focus used to do:
-    # that pane's queued TabPane.Focused, handled after the switch, switched back to it.
-    from textual.widgets import TabbedContent, TabPane
+async def test_a_click_on_a_title_opens_its_tab_alone_underlined_with_the_focus_in_it() -> None:
+    from attestables.tui.widgets.tab_bar import TabBar
 
     from .scenes import running, settle
 
     async with running() as (app, pilot):
-        tabs = app.query_one(TabbedContent)
-        app.action_show_tab("services")
+        bar = app.query_one(TabBar)
+        start, end = bar.span("services")
+        assert await pilot.click(TabBar, offset=(start + 1, 0))
         await settle(app, pilot)
-        assert tabs.active == "services"
-        sources = app.query_one("#sources", TabPane)
-        tabs.post_message(TabPane.Focused(sources))
+        assert app.active_tab == "services" and bar.active == "services"
+        assert [pane.TAB for pane in app.panes if pane.display] == ["services"]
+        assert app.focused is not None and app.pane("services") in app.focused.ancestors_with_self
+        lit = bar.get_component_rich_style("tab-bar--highlight").color
+        cells = [segment.style.color == lit for segment in bar.render_line(1) for _ in segment.text]
+        assert cells == [start <= x < end for x in range(bar.size.width)]
+        assert "Services" in bar.render_line(0).text[start:end]
+        await pilot.press("2")  # and the keys still switch
         await settle(app, pilot)
-        assert tabs.active == "services"
-        await pilot.press("2")  # the user's own switch still works
-        await settle(app, pilot)
-        assert tabs.active == "sources"
+        assert app.active_tab == "sources" and [pane.TAB for pane in app.panes if pane.display] == ["sources"]
 
 
 async def test_an_app_that_owns_its_process_freezes_its_start_up_heap(monkeypatch: Any) -> None:
@@ -340,8 +341,6 @@ async def test_the_trace_tab_has_no_horizontal_scrollbars_at_120_columns() -> No
     # With enough messages for a vertical scrollbar, the message table's columns used to be
     # one cell too wide (a scrollbar for one column), and the sequence diagram could get
     # one when its vertical scrollbar came after its width was taken.
-    from textual.widgets import TabbedContent
-
     from .scenes import running, settle
     from attestables.tui.messages import EventBatch
     from attestables.tui.widgets.ring_table import RingTable
@@ -356,7 +355,7 @@ async def test_the_trace_tab_has_no_horizontal_scrollbars_at_120_columns() -> No
         app.post_message(EventBatch(events))
         await pilot.pause(0.5)
         await settle(app, pilot)
-        assert app.query_one(TabbedContent).active == "trace"
+        assert app.active_tab == "trace"
         table, body = app.query_one("#trace-table", RingTable), app.query_one(SequenceBody)
         assert table.show_vertical_scrollbar and body.show_vertical_scrollbar  # the case at stake
         assert not table.show_horizontal_scrollbar
