@@ -11,6 +11,7 @@ failures arrive as notifications, never as tracebacks.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
@@ -20,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from attestables.shared.paths import default_state_dir
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from . import heap
 from .actions import ACTIONS, BY_ID, TAB_TITLES, TABS, bindings
 from .commands import ActionCommands
+from .input_first import INPUT_EVENTS, InputFirst
 from .messages import CONNECTING, ConnectionChanged, EventBatch, Loaded
 from .records import Changes, Records
 from .source import Source
@@ -73,6 +76,9 @@ class ConsoleApp(App[None]):
         self.keymap = dict(keymap or {})
         self.batches = 0
         self._heap_settled = not settle_heap
+        # Input first (see input_first.py); an app that owns its process also keeps the
+        # cycle collector out of the way while a key waits for its screen update.
+        self.input_first = InputFirst(self.set_timer, pause_collector=settle_heap)
         heap.break_strip_cycles()
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             # No sliding tab underline (~18 frames after every tab switch, each competing
@@ -115,11 +121,46 @@ class ConsoleApp(App[None]):
         self.call_after_refresh(self._focus_tab, "overview")
 
     async def on_unmount(self) -> None:
+        self.input_first.close()
         await self.source.close()
 
     def start_connection(self) -> None:
         self.run_worker(self.source.stream(self.post_message), name="connection", group="connection",
                         exclusive=True, exit_on_error=False, description=f"connection to {self.source.url}")
+
+    # -- input first ---------------------------------------------------------------------
+
+    def post_message(self, message: Message) -> bool:
+        if isinstance(message, INPUT_EVENTS) and not message.is_forwarded:  # not one coming back up
+            self.input_first.arrived()
+        return super().post_message(message)
+
+    async def on_event(self, event: events.Event) -> None:
+        arrived = isinstance(event, INPUT_EVENTS) and not event.is_forwarded  # passing it on marks it
+        await super().on_event(event)
+        if arrived:
+            self.call_after_refresh(self._input_served)
+
+    def _input_served(self) -> None:
+        if self._input_in_flight():
+            self.call_after_refresh(self._input_served)
+            return
+        self.input_first.served()
+
+    def _input_in_flight(self) -> bool:
+        """Is the last input still on its way, or its update still to be drawn?
+
+        The app passes a key to the focused widget; unhandled, it comes back up through
+        the widget's ancestors to the app's own bindings (the tab keys). Until the queues
+        along that chain are empty and the screen has nothing left to draw, the key's
+        update is not on the screen.
+        """
+        screen = self.screen
+        if any(getattr(screen, flag, False) for flag in ("_layout_required", "_repaint_required", "_dirty_widgets")):
+            return True
+        node = self.focused or screen
+        return any(not queue.empty() for queue in (getattr(n, "_message_queue", None) for n in node.ancestors_with_self)
+                   if queue is not None)
 
     # -- failures ------------------------------------------------------------------------
 
@@ -235,6 +276,12 @@ class ConsoleApp(App[None]):
 
     @on(EventBatch)
     def _events(self, message: EventBatch) -> None:
+        # Held while a key waits for its screen update; the pump gathers what arrives
+        # meanwhile (it posts the next batch only once this one is handled).
+        if not self.input_first.defer(functools.partial(self._apply_events, message)):
+            self._apply_events(message)
+
+    def _apply_events(self, message: EventBatch) -> None:
         try:
             if not self.is_running:
                 return

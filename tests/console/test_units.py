@@ -186,7 +186,7 @@ async def test_a_tab_catches_up_before_its_first_frame() -> None:
         assert app.active_tab == "builds" and redrawn == [stale] and not builds._stale
         await settle(app, pilot)
         assert app.focused is not None and builds in app.focused.ancestors
-        assert redrawn == [stale]  # TabActivated, handled later, does not redraw it again
+        assert redrawn == [stale]  # and nothing redraws it again once it shows
 
 
 async def test_switching_tabs_does_not_redraw_the_message_rows() -> None:

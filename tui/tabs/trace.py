@@ -169,7 +169,12 @@ class TracePane(Pane):
         if immediate or wait <= 0:
             self.redraw()
         elif self._redraw_timer is None:
-            self._redraw_timer = self.set_timer(wait, self.redraw)
+            self._redraw_timer = self.set_timer(wait, self._timed_redraw)
+
+    def _timed_redraw(self) -> None:
+        # The stream's redraw waits while a key waits for its screen update.
+        if not self.console.input_first.defer(self._timed_redraw):
+            self.redraw()
 
     def redraw(self) -> None:
         """Bring the table, the sparkline and the diagram up to date with the records."""
