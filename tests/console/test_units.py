@@ -360,3 +360,25 @@ async def test_the_trace_tab_has_no_horizontal_scrollbars_at_120_columns() -> No
         assert table.show_vertical_scrollbar and body.show_vertical_scrollbar  # the case at stake
         assert not table.show_horizontal_scrollbar
         assert not body.show_horizontal_scrollbar
+
+
+async def test_panes_and_their_layout_containers_are_not_painted_but_every_widget_in_them_is() -> None:
+    # A pane and the containers that only lay it out would repaint every line their
+    # widgets cover on each full repaint (a tab switch); they are invisible, their widgets
+    # visible, and the widgets can still take the focus.
+    from textual.widget import Widget
+
+    from .scenes import running
+
+    async with running("trace") as (app, pilot):
+        for tab in TABS:
+            pane = app.pane(tab)
+            frames = list(pane.query(".frame"))
+            assert not pane.visible and not any(frame.visible for frame in frames)
+            leaves = [w for w in pane.query(Widget) if w not in frames and w.parent in (pane, *frames)]
+            assert leaves and all(w.visible for w in leaves), tab
+        assert all(frame.children for frame in app.pane("trace").query(".frame"))
+        chain = app.screen.focus_chain
+        assert app.query_one("#trace-table") in chain and app.query_one("#trace-filter-run_id") in chain
+        await pilot.press("tab")
+        assert app.focused is not None and app.pane("trace") in app.focused.ancestors

@@ -157,9 +157,9 @@ class AttestationPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(id="att-heading")
-        with Horizontal(id="att-body"):
+        with Horizontal(id="att-body", classes="frame"):
             yield Tree("attestation document", id="att-document")
-            with Vertical(id="att-side"):
+            with Vertical(id="att-side", classes="frame"):
                 with VerticalScroll(id="att-chain-scroll"):
                     yield Static(id="att-chain")
                 with VerticalScroll(id="att-result-scroll"):

@@ -63,7 +63,7 @@ class BuildsPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield KeyedTable(COLUMNS, id="builds-table")
-        with Horizontal(id="builds-bottom"):
+        with Horizontal(id="builds-bottom", classes="frame"):
             yield FollowLog(id="build-log")
             yield OptionList(id="build-diagnostics")
 

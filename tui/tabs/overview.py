@@ -38,7 +38,7 @@ class OverviewPane(Pane):
         self._shown: dict[str, Any] = {}  # per panel: what it shows (for the panels redrawn often)
 
     def compose(self) -> ComposeResult:
-        with Grid(id="overview-grid"):
+        with Grid(id="overview-grid", classes="frame"):
             yield Static(id="overview-daemon", classes="panel")
             yield Static(id="overview-counts", classes="panel")
             yield Static(id="overview-health", classes="panel")

@@ -103,14 +103,14 @@ class TracePane(Pane):
         self.diagram_pending: deque[dict[str, Any]] = deque(maxlen=MAX_EXCHANGES)
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="trace-top"):
+        with Horizontal(id="trace-top", classes="frame"):
             for key, label in FILTERS:
                 yield Select([], prompt=f"any {label}", id=f"trace-filter-{key}", classes="trace-filter")
-            with Vertical(id="trace-latency"):
+            with Vertical(id="trace-latency", classes="frame"):
                 yield Static(id="trace-latency-label")
                 yield Sparkline([], id="trace-sparkline")
         yield RingTable(COLUMNS, follow_tail=True, formatter=trace_row, id="trace-table")
-        with Horizontal(id="trace-bottom"):
+        with Horizontal(id="trace-bottom", classes="frame"):
             yield Static(Text("choose a message", style="dim"), id="trace-detail")
             yield SequenceDiagram(id="trace-sequence")
 
@@ -128,7 +128,7 @@ class TracePane(Pane):
                 return False
         return True
 
-    def visible(self) -> list[dict[str, Any]]:
+    def matching_rows(self) -> list[dict[str, Any]]:
         """The newest rows that pass the filters, oldest first."""
         rows: list[dict[str, Any]] = []
         for t in reversed(self.records.traces):
@@ -195,7 +195,7 @@ class TracePane(Pane):
         self._draw_state()
         if not self.following:
             return  # the table holds still while the user reads it
-        rows = self.visible()
+        rows = self.matching_rows()
         table = self.query_one("#trace-table", RingTable)
         self.shown_rows = {str(t["id"]): t for t in rows}
         # The table makes a row's cells (trace_row) only when it draws the row; kept rows are
