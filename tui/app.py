@@ -137,6 +137,8 @@ class ConsoleApp(App[None]):
 
     async def on_event(self, event: events.Event) -> None:
         arrived = isinstance(event, INPUT_EVENTS) and not event.is_forwarded  # passing it on marks it
+        if arrived:
+            self.input_first.handling()
         await super().on_event(event)
         if arrived:
             self.call_after_refresh(self._input_served)

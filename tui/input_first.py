@@ -54,6 +54,7 @@ class InputFirst:
         self.started: float | None = None  # when the current hold began
         self._served_at: float | None = None  # when the last unserved input was served
         self._held: list[Callable[[], object]] = []
+        self._limit_set = False
         self._collector_paused = False
 
     @property
@@ -62,15 +63,26 @@ class InputFirst:
         return self.started is not None and self.clock() - self.started < HOLD_MAX_S
 
     def arrived(self) -> None:
-        """An input event was posted to the app."""
+        """An input event was posted to the app.
+
+        Nothing is scheduled here: the terminal driver posts input from a context of its
+        own, where a Textual timer cannot be made. :meth:`handling` and :meth:`defer`
+        (the app's and the tabs' own contexts) set the hold's limit.
+        """
         self.unserved += 1
         self._served_at = None
         if self.started is None:
             self.started = self.clock()
-            self.schedule(HOLD_MAX_S, self._expire)
+            self._limit_set = False
         if self.pause_collector and not self._collector_paused and gc.isenabled():
             gc.disable()
             self._collector_paused = True
+
+    def handling(self) -> None:
+        """The app is handling an input event: the hold ends at its limit at the latest."""
+        if self.started is not None and not self._limit_set:
+            self._limit_set = True
+            self.schedule(max(0.0, HOLD_MAX_S - (self.clock() - self.started)), self._expire)
 
     def served(self) -> None:
         """One input event was handled and the screen updated after it."""
@@ -83,6 +95,7 @@ class InputFirst:
         """Hold ``callback`` until the hold ends; False: no hold, the caller runs it now."""
         if not self.waiting:
             return False
+        self.handling()
         if callback not in self._held:
             self._held.append(callback)
         return True

@@ -107,6 +107,21 @@ def test_a_new_hold_after_the_limit_has_a_limit_of_its_own() -> None:
     assert ran == ["batch"]
 
 
+def test_arrival_schedules_nothing_the_app_handling_it_sets_the_limit() -> None:
+    # A terminal posts keys from its driver's own context, where no Textual timer can be
+    # made (one made there failed with LookupError when it fired, and on exit).
+    timers, ran = Timers(), []
+    inputs = first(timers)
+    inputs.arrived()
+    assert timers.due == []
+    inputs.handling()
+    inputs.handling()
+    assert len(timers.due) == 1
+    assert inputs.defer(lambda: ran.append("batch")) and len(timers.due) == 1
+    timers.advance(HOLD_MAX_S)
+    assert ran == ["batch"]
+
+
 def test_the_collector_waits_with_the_work_only_where_asked() -> None:
     assert gc.isenabled()
     timers = Timers()
@@ -119,6 +134,7 @@ def test_the_collector_waits_with_the_work_only_where_asked() -> None:
         timers.advance(QUIET_S)
         assert gc.isenabled()
         inputs.arrived()
+        inputs.handling()
         timers.advance(HOLD_MAX_S)  # given up: back on
         assert gc.isenabled()
         inputs.arrived()
