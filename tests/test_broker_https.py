@@ -480,3 +480,49 @@ def test_on_uvloop(tls: Tls, scenario: Callable[..., Any]) -> None:
     uvloop = pytest.importorskip("uvloop")
     kwargs = {"pin": "fingerprint"} if "pin" in scenario.__code__.co_varnames else {}
     uvloop.run(scenario(tls, **kwargs))
+
+
+# -- registration's key fetch (registry._fetch_key: aiohttp's client, one session per call) --
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_registration_refuses_a_key_document_past_its_bound_unread(tls: Tls, framing: str) -> None:
+    from attestables.daemon.broker.registry import KEY_ANSWER_MAX, ServiceRegistry, tls_pin
+    from attestables.shared.errors import Unavailable
+
+    key = eai.b64url(b"\x07" * 32)
+    document = json.dumps({"public_key": key, "endpoints": {"read": "/api/sales"}}).encode()
+    huge = json.dumps({"public_key": key, "pad": "x" * (2 * 1024 * 1024)}).encode()
+
+    async def public_key(request: web.Request) -> web.StreamResponse:
+        body = huge if serve["huge"] else document
+        if framing == "content-length":
+            return web.Response(body=body, content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for start in range(0, len(body), 65536):
+            await resp.write(body[start:start + 65536])
+        await resp.write_eof()
+        return resp
+
+    serve = {"huge": False}
+    app = web.Application()
+    app.router.add_get(eai.PUBLIC_KEY_PATH, public_key)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.server_context())
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"https://127.0.0.1:{port}"
+    registry = ServiceRegistry(SimpleNamespace())  # type: ignore[arg-type]  # the fetch asks the daemon for nothing
+    pin = tls_pin(None, Tls.fingerprint(tls.pem))
+    try:
+        fetched, endpoints = await registry._fetch_key(base, pin, "svc")
+        assert fetched == b"\x07" * 32 and endpoints == {"read": "/api/sales"}
+        serve["huge"] = True
+        with pytest.raises(Unavailable) as refused:
+            await registry._fetch_key(base, pin, "svc")
+        assert f"at most {KEY_ANSWER_MAX}" in refused.value.message or f"more than {KEY_ANSWER_MAX}" in refused.value.message
+    finally:
+        await runner.cleanup()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
 FETCH_TIMEOUT_S = 10.0
+# The key document is a key and two paths, a few hundred bytes; more is refused unread.
+KEY_ANSWER_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ class ServiceRegistry:
                                 timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)) as resp:
                 if resp.status != 200:
                     raise Unavailable(f"{base}{eai.PUBLIC_KEY_PATH} answered HTTP {resp.status}")
-                body = await resp.json(content_type=None)
+                body = json.loads(await _read_at_most(resp, KEY_ANSWER_MAX, base + eai.PUBLIC_KEY_PATH))
         except aiohttp.ServerFingerprintMismatch:
             raise InvalidParams("the service's TLS certificate does not match tls_fingerprint",
                                 field="tls_fingerprint") from None
@@ -180,3 +182,17 @@ class ServiceRegistry:
             raise Unavailable(f"{base}{eai.PUBLIC_KEY_PATH} did not give a 32-byte X25519 key and endpoints") \
                 from None
         return key, dict(endpoints)
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """The answer's body, refused (Unavailable) past ``limit`` bytes without reading on."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise Unavailable(f"{where} answered {resp.content_length} bytes (at most {limit})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise Unavailable(f"{where} answered more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
