@@ -27,7 +27,7 @@ from .config import RESTART_ONLY, Settings
 from .events import EventBus
 from .platform_info import platform_facts
 from .sandbox.host import SandboxHost
-from .sandbox.reaper import REAPER
+from .sandbox.reaper import REAPER, SWEEP_S
 from .sources import Sources
 from .store.blobs import BlobStore
 from .workdir import prepare_work_dir
@@ -78,10 +78,22 @@ class Daemon:
         # Names this daemon process: event seq numbers restart with it, so a client that
         # resumes with ``since`` compares boot ids first.
         self.boot_id = secrets.token_hex(8)
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._housekeeping: list[asyncio.Task[None]] = []
 
     def start_housekeeping(self) -> None:
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        self._housekeeping = [asyncio.create_task(self._housekeep(), name="housekeeping"),
+                              asyncio.create_task(self._sweep_children(), name="sweep children")]
+
+    async def _sweep_children(self) -> None:
+        """Reap exited children nobody waits for (an unconfined run's leftovers) and end
+        orphaned sandboxes, even when no run ends to trigger it (sandbox/reaper.py)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                REAPER.collect(loop)
+            except Exception:
+                log.exception("could not sweep the daemon's children")
 
     async def _housekeep(self) -> None:
         """Periodic upkeep: drop expired certificates from the CRL, re-sign it well before
@@ -127,8 +139,8 @@ class Daemon:
         return daemon
 
     async def close(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+        for task in self._housekeeping:
+            task.cancel()
         await self.runs.shutdown()
         await self.builds.shutdown()
         await self.broker.close()

@@ -235,3 +235,68 @@ async def test_an_orphaned_sandbox_is_ended_when_its_parent_exits(tmp_path):
             assert not os.path.exists(f"/proc/{orphan}"), "the orphan still runs (or was never reaped)"
     finally:
         await daemon.stop()
+
+
+LEFTOVERS = r"""#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    /* An unconfined program that leaves children of its own behind, each in a session of
+       its own and never waited for: one that has exited before the program ends (a zombie
+       the program leaves), one that exits after it (after LATER_MS). */
+    int later_ms = argc > 1 ? atoi(argv[1]) : 0;
+    pid_t early = fork();
+    if (early == 0) {
+        setsid();
+        _exit(0);
+    }
+    pid_t late = fork();
+    if (late == 0) {
+        setsid();
+        usleep((useconds_t)later_ms * 1000);
+        _exit(0);
+    }
+    usleep(200 * 1000); /* the early one is a zombie by now */
+    printf("left %d %d\n", (int)early, (int)late);
+    return 0;
+}
+"""
+
+
+def present(pid: int) -> bool:
+    """Still in the process table (running or a zombie)."""
+    return os.path.exists(f"/proc/{pid}")
+
+
+async def test_children_an_unconfined_run_leaves_behind_are_reaped_when_they_exit(tmp_path):
+    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            build = await build_source(client, "leftovers.c", LEFTOVERS)
+            record, output = await run_build(client, build["build_id"], backend="none", args=["700"])
+            assert record["state"] == "exited", record
+            early, late = (int(pid) for pid in output.split()[1:3])
+
+            async def gone(pid: int) -> bool:
+                deadline = time.monotonic() + 5
+                while present(pid) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                return not present(pid)
+
+            # Exited before its parent: reaped as the run ends.
+            assert await gone(early), "the exited child was left a zombie"
+            # Exits later, as the daemon's child (subreaper): a zombie until the next sweep,
+            # which the end of the next run brings.
+            await asyncio.sleep(1.0)
+            assert present(late) and not alive(late), "the late child should have exited by now"
+            quiet = await build_source(client, "quiet.c", c_source("int main(void) { return 0; }\n"))
+            record, _ = await run_build(client, quiet["build_id"], backend="none")
+            assert record["state"] == "exited", record
+            assert await gone(late), "the child that exited after its run was left a zombie"
+            # The daemon's own commands keep their exit status: a build still says what failed.
+            broken = await build_source(client, "broken.c", "int main(void) { return syntax error; }\n")
+            assert broken["state"] == "failed", broken
+    finally:
+        await daemon.stop()

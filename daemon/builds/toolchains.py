@@ -38,6 +38,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from attestables.shared.errors import InvalidParams, Unavailable
 
+from ..sandbox import reaper
 from .flags import DEFAULT_OPT, optimisation_level, validate_flags
 
 NATIVE = "native"
@@ -249,10 +250,7 @@ def run_probe(argv: Sequence[str], timeout: float) -> str | None:
     """Run a probe such as ``cc --version`` (no shell, C locale); stdout or ``None``."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     try:
-        proc = subprocess.run(
-            list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-            timeout=timeout, env=env, check=False,
-        )
+        proc = reaper.run(argv, timeout=timeout, env=env, text=True)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import reaper
 from .argv import Limits, confine_tool_argv
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,7 @@ class ConfineToolError(Exception):
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
-                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    return reaper.run(argv, timeout=timeout, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})  # type: ignore[return-value]
 
 
 def build(directory: Path, *, compiler: str | None, check_as: tuple[int, int] | None = None) -> Path:

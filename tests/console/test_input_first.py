@@ -176,6 +176,10 @@ async def test_a_batch_arriving_while_a_key_waits_is_applied_just_after_the_key_
                 break
             await pilot.pause(0.02)
         assert batch.handled and app.records.events == before + 50  # nothing lost
+        for _ in range(50):  # and the screen shows it
+            if frames and frames[-1] == ("trace", before + 50):
+                break
+            await pilot.pause(0.02)
         shown = [events_then for tab, events_then in frames if tab == "trace"]
         assert shown[0] == before, "the key's frame came after the batch it should not wait for"
         assert shown[-1] == before + 50
