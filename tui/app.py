@@ -144,7 +144,9 @@ class ConsoleApp(App[None]):
             self.call_after_refresh(self._input_served)
 
     def _input_served(self) -> None:
-        if self._input_in_flight():
+        # Looked at again after each frame while the hold lasts (at most 0.25 s: a screen
+        # that never settles, a spinner say, does not keep this going).
+        if self.input_first.waiting and self._input_in_flight():
             self.call_after_refresh(self._input_served)
             return
         self.input_first.served()
@@ -278,8 +280,8 @@ class ConsoleApp(App[None]):
 
     @on(EventBatch)
     def _events(self, message: EventBatch) -> None:
-        # Held while a key waits for its screen update; the pump gathers what arrives
-        # meanwhile (it posts the next batch only once this one is handled).
+        # Held while the user is pressing keys (input_first.py); the pump gathers what
+        # arrives meanwhile (it posts the next batch only once this one is handled).
         if not self.input_first.defer(functools.partial(self._apply_events, message)):
             self._apply_events(message)
 

@@ -42,13 +42,19 @@ def load() -> dict[str, Any]:
 
 
 async def settle(app: ConsoleApp, pilot: Pilot[Any]) -> None:
-    """Let every pending action and load (each a worker) finish, and the screen catch up."""
+    """Let every pending action and load (each a worker) finish, and the screen catch up:
+    with what input first held back (at most 0.25 s after a key) and the status line's
+    event count (drawn at most twice a second) drawn too."""
     for _ in range(10):
         await pilot.pause()
         workers = [w for w in app.workers if w.group != "connection" and not w.is_finished]
         if not workers:
             break
         await app.workers.wait_for_complete(workers)
+    for _ in range(50):
+        if not app.input_first.waiting and not app.status.pending:
+            break
+        await pilot.pause(0.02)
     await pilot.pause()
 
 

@@ -56,6 +56,11 @@ class ConnectionStatus(Static):
         elif self._timer is None:
             self._timer = self.set_timer(wait, self._draw)
 
+    @property
+    def pending(self) -> bool:
+        """A new count waits (at most COUNT_REDRAW_S) to be drawn."""
+        return self._timer is not None
+
     def watch_lost(self) -> None:
         self._draw()  # losses are shown at once
 
