@@ -223,6 +223,16 @@ async def test_a_click_on_a_title_opens_its_tab_alone_underlined_with_the_focus_
     async with running() as (app, pilot):
         bar = app.query_one(TabBar)
         start, end = bar.span("services")
+
+        def title_color(tab: str) -> Any:
+            x = bar.span(tab)[0] + 1
+            cells = [segment.style.color for segment in bar.render_line(0) for _ in segment.text]
+            return cells[x]
+
+        dim = title_color("services")
+        assert await pilot.hover(TabBar, offset=(start + 1, 0))
+        await pilot.pause()
+        assert title_color("services") != dim and title_color("sources") == dim  # the title under the mouse
         assert await pilot.click(TabBar, offset=(start + 1, 0))
         await settle(app, pilot)
         assert app.active_tab == "services" and bar.active == "services"

@@ -28,12 +28,14 @@ MARGIN = 1  # cells before the first title
 class TabBar(Widget):
     """Titles (``tabs``: (id, title) pairs) with the open one lit and underlined."""
 
-    COMPONENT_CLASSES = {"tab-bar--tab", "tab-bar--active", "tab-bar--bar", "tab-bar--highlight"}
+    COMPONENT_CLASSES = {"tab-bar--tab", "tab-bar--hover", "tab-bar--active", "tab-bar--bar", "tab-bar--highlight"}
     DEFAULT_CSS = """
     TabBar {
         height: 2;
+        pointer: pointer;
     }
     TabBar > .tab-bar--tab { color: $foreground 50%; }
+    TabBar > .tab-bar--hover { color: $foreground; }
     TabBar > .tab-bar--active { color: $foreground; }
     TabBar > .tab-bar--bar { color: $foreground 10%; }
     TabBar > .tab-bar--highlight { color: $block-cursor-background; }
@@ -58,7 +60,8 @@ class TabBar(Widget):
             self._spans[tab] = (x, x + len(label))
             x += len(label)
         self._active = active
-        self._drawn: tuple[tuple[int, Style, str], list[Strip]] | None = None
+        self._hover: str | None = None  # the title under the mouse
+        self._drawn: tuple[tuple[int, Style, str, str | None], list[Strip]] | None = None
 
     @property
     def active(self) -> str:
@@ -78,13 +81,17 @@ class TabBar(Widget):
 
     def _lines(self) -> list[Strip]:
         width, base = self.size.width, self.rich_style
-        key = (width, base, self._active)
+        key = (width, base, self._active, self._hover)
         if self._drawn is not None and self._drawn[0] == key:
             return self._drawn[1]
         style = {name: base + self.get_component_rich_style(f"tab-bar--{name}")
-                 for name in ("tab", "active", "bar", "highlight")}
-        titles = Strip([Segment(" " * MARGIN, base), *(Segment(label, style["active" if tab == self._active else "tab"])
-                                                        for tab, label in self._titles)]).crop_extend(0, width, base)
+                 for name in ("tab", "hover", "active", "bar", "highlight")}
+
+        def look(tab: str) -> str:
+            return "active" if tab == self._active else "hover" if tab == self._hover else "tab"
+
+        titles = Strip([Segment(" " * MARGIN, base), *(Segment(label, style[look(tab)]) for tab, label in self._titles)]
+                       ).crop_extend(0, width, base)
         start, end = self._spans[self._active]
         # As Textual's underline: half bars where the lit part meets the rest.
         bar = [Segment(BAR * max(0, start - 1), style["bar"])]
@@ -104,6 +111,17 @@ class TabBar(Widget):
 
     def tab_at(self, x: int) -> str | None:
         return next((tab for tab, (start, end) in self._spans.items() if start <= x < end), None)
+
+    def _set_hover(self, tab: str | None) -> None:
+        if tab != self._hover:
+            self._hover = tab
+            self.refresh()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        self._set_hover(self.tab_at(event.x) if event.y == 0 else None)
+
+    def on_leave(self, event: events.Leave) -> None:
+        self._set_hover(None)
 
     def on_click(self, event: events.Click) -> None:
         tab = self.tab_at(event.x)
