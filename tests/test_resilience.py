@@ -17,6 +17,19 @@ from attestables.shared.local_daemon import LocalDaemon
 from .conftest import build_source, c_source, run_build, wait_run
 
 
+def present(pid: int) -> bool:
+    """Still in the process table (running or a zombie)."""
+    return os.path.exists(f"/proc/{pid}")
+
+
+async def gone(pid: int, timeout: float = 5.0) -> bool:
+    """Whether ``pid`` leaves the process table (ended and reaped) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while present(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return not present(pid)
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -229,10 +242,7 @@ async def test_an_orphaned_sandbox_is_ended_when_its_parent_exits(tmp_path):
             assert record["state"] == "exited", record
             orphan = int(output.split()[1])
             # The daemon, a child subreaper, became its parent and ended it.
-            deadline = time.monotonic() + 5
-            while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert not os.path.exists(f"/proc/{orphan}"), "the orphan still runs (or was never reaped)"
+            assert await gone(orphan), "the orphan still runs (or was never reaped)"
     finally:
         await daemon.stop()
 
@@ -264,9 +274,6 @@ int main(int argc, char **argv) {
 """
 
 
-def present(pid: int) -> bool:
-    """Still in the process table (running or a zombie)."""
-    return os.path.exists(f"/proc/{pid}")
 
 
 async def test_children_an_unconfined_run_leaves_behind_are_reaped_when_they_exit(tmp_path):
@@ -278,12 +285,6 @@ async def test_children_an_unconfined_run_leaves_behind_are_reaped_when_they_exi
             record, output = await run_build(client, build["build_id"], backend="none", args=["700"])
             assert record["state"] == "exited", record
             early, late = (int(pid) for pid in output.split()[1:3])
-
-            async def gone(pid: int) -> bool:
-                deadline = time.monotonic() + 5
-                while present(pid) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                return not present(pid)
 
             # Exited before its parent: reaped as the run ends.
             assert await gone(early), "the exited child was left a zombie"
