@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -28,6 +30,18 @@ async def gone(pid: int, timeout: float = 5.0) -> bool:
     while present(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     return not present(pid)
+
+
+@contextlib.asynccontextmanager
+async def unconfined(tmp_path) -> AsyncIterator[Client]:
+    """A client of a daemon that allows the unconfined (``none``) backend."""
+    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
+    await daemon.start()
+    try:
+        async with Client.connect(daemon.url, daemon.token) as client:
+            yield client
+    finally:
+        await daemon.stop()
 
 
 def alive(pid: int) -> bool:
@@ -188,19 +202,14 @@ def test_daemon_refuses_a_bad_config_with_a_clear_message(tmp_path):
 
 
 async def test_the_unconfined_backend_only_when_allowed(tmp_path):
-    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
-    await daemon.start()
-    try:
-        async with Client.connect(daemon.url, daemon.token) as client:
-            info = await client.call("system.info")
-            none = {b["name"]: b for b in info["backends"]}["none"]
-            assert none["available"] and none["isolation"]["network"] == "host"  # said plainly
-            build = await build_source(client, "plain.c", c_source('int main(void) { puts("unconfined"); }\n'))
-            run = await client.call("runs.start", {"build_id": build["build_id"], "backend": "none"})
-            record = await wait_run(client, run["run_id"])
-            assert record["state"] == "exited" and record["backend"] == "none"
-    finally:
-        await daemon.stop()
+    async with unconfined(tmp_path) as client:
+        info = await client.call("system.info")
+        none = {b["name"]: b for b in info["backends"]}["none"]
+        assert none["available"] and none["isolation"]["network"] == "host"  # said plainly
+        build = await build_source(client, "plain.c", c_source('int main(void) { puts("unconfined"); }\n'))
+        run = await client.call("runs.start", {"build_id": build["build_id"], "backend": "none"})
+        record = await wait_run(client, run["run_id"])
+        assert record["state"] == "exited" and record["backend"] == "none"
 
 
 ORPHAN = r"""#define _GNU_SOURCE
@@ -233,18 +242,13 @@ int main(void) {
 
 
 async def test_an_orphaned_sandbox_is_ended_when_its_parent_exits(tmp_path):
-    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
-    await daemon.start()
-    try:
-        async with Client.connect(daemon.url, daemon.token) as client:
-            build = await build_source(client, "orphan.c", ORPHAN)
-            record, output = await run_build(client, build["build_id"], backend="none")
-            assert record["state"] == "exited", record
-            orphan = int(output.split()[1])
-            # The daemon, a child subreaper, became its parent and ended it.
-            assert await gone(orphan), "the orphan still runs (or was never reaped)"
-    finally:
-        await daemon.stop()
+    async with unconfined(tmp_path) as client:
+        build = await build_source(client, "orphan.c", ORPHAN)
+        record, output = await run_build(client, build["build_id"], backend="none")
+        assert record["state"] == "exited", record
+        orphan = int(output.split()[1])
+        # The daemon, a child subreaper, became its parent and ended it.
+        assert await gone(orphan), "the orphan still runs (or was never reaped)"
 
 
 LEFTOVERS = r"""#define _GNU_SOURCE
@@ -274,30 +278,23 @@ int main(int argc, char **argv) {
 """
 
 
-
-
 async def test_children_an_unconfined_run_leaves_behind_are_reaped_when_they_exit(tmp_path):
-    daemon = LocalDaemon(tmp_path / "state", config={"allow_unconfined": True})
-    await daemon.start()
-    try:
-        async with Client.connect(daemon.url, daemon.token) as client:
-            build = await build_source(client, "leftovers.c", LEFTOVERS)
-            record, output = await run_build(client, build["build_id"], backend="none", args=["700"])
-            assert record["state"] == "exited", record
-            early, late = (int(pid) for pid in output.split()[1:3])
+    async with unconfined(tmp_path) as client:
+        build = await build_source(client, "leftovers.c", LEFTOVERS)
+        record, output = await run_build(client, build["build_id"], backend="none", args=["700"])
+        assert record["state"] == "exited", record
+        early, late = (int(pid) for pid in output.split()[1:3])
 
-            # Exited before its parent: reaped as the run ends.
-            assert await gone(early), "the exited child was left a zombie"
-            # Exits later, as the daemon's child (subreaper): a zombie until the next sweep,
-            # which the end of the next run brings.
-            await asyncio.sleep(1.0)
-            assert present(late) and not alive(late), "the late child should have exited by now"
-            quiet = await build_source(client, "quiet.c", c_source("int main(void) { return 0; }\n"))
-            record, _ = await run_build(client, quiet["build_id"], backend="none")
-            assert record["state"] == "exited", record
-            assert await gone(late), "the child that exited after its run was left a zombie"
-            # The daemon's own commands keep their exit status: a build still says what failed.
-            broken = await build_source(client, "broken.c", "int main(void) { return syntax error; }\n")
-            assert broken["state"] == "failed", broken
-    finally:
-        await daemon.stop()
+        # Exited before its parent: reaped as the run ends.
+        assert await gone(early), "the exited child was left a zombie"
+        # Exits later, as the daemon's child (subreaper): a zombie until the next sweep,
+        # which the end of the next run brings.
+        await asyncio.sleep(1.0)
+        assert present(late) and not alive(late), "the late child should have exited by now"
+        quiet = await build_source(client, "quiet.c", c_source("int main(void) { return 0; }\n"))
+        record, _ = await run_build(client, quiet["build_id"], backend="none")
+        assert record["state"] == "exited", record
+        assert await gone(late), "the child that exited after its run was left a zombie"
+        # The daemon's own commands keep their exit status: a build still says what failed.
+        broken = await build_source(client, "broken.c", "int main(void) { return syntax error; }\n")
+        assert broken["state"] == "failed", broken
