@@ -93,14 +93,18 @@ class ConsoleApp(App[None]):
         self.status = ConnectionStatus(self.source.url, id="status")
         yield self.status
         # The panes are the screen's own children, one shown at a time (see TabBar).
-        self.tab_bar = TabBar([(tab, f"{number} {TAB_TITLES[tab]}") for number, tab in enumerate(TABS, 1)],
-                              self.active_tab, id="tab-bar")
+        self.tab_bar = TabBar([(tab, self._tab_title(tab)) for tab in TABS], self.active_tab, id="tab-bar")
         yield self.tab_bar
         for tab, pane in zip(TABS, self._make_panes()):
             self._panes[tab] = pane
             pane.display = tab == self.active_tab
             yield pane
         yield KeyBar(id="keys")
+
+    def _tab_title(self, tab: str) -> str:
+        """``6 Trace``: the key that opens the tab (as remapped, if it is) and its name."""
+        key = self.key_for(f"tab.{tab}").split(",")[0].strip()
+        return f"{self.get_key_display(Binding(key, ''))} {TAB_TITLES[tab]}"
 
     def _make_panes(self) -> list[Pane]:
         return [OverviewPane(), SourcesPane(), BuildsPane(), RunsPane(), AttestationPane(self.policy), TracePane(),

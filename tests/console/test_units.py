@@ -392,3 +392,18 @@ async def test_panes_and_their_layout_containers_are_not_painted_but_every_widge
         assert app.query_one("#trace-table") in chain and app.query_one("#trace-filter-run_id") in chain
         await pilot.press("tab")
         assert app.focused is not None and app.pane("trace") in app.focused.ancestors
+
+
+async def test_a_remapped_tab_key_is_the_one_its_title_shows_and_it_opens_the_tab() -> None:
+    from attestables.tui.widgets.tab_bar import TabBar
+
+    from .scenes import running, settle
+
+    async with running(keymap={"tab.trace": "ctrl+t"}) as (app, pilot):
+        bar = app.query_one(TabBar)
+        line = bar.render_line(0).text
+        start, end = bar.span("trace")
+        assert line[start:end].strip() == "^t Trace" and line[slice(*bar.span("runs"))].strip() == "4 Runs"
+        await pilot.press("ctrl+t")
+        await settle(app, pilot)
+        assert app.active_tab == "trace"
