@@ -394,12 +394,14 @@ async def test_panes_and_their_layout_containers_are_not_painted_but_every_widge
         assert app.focused is not None and app.pane("trace") in app.focused.ancestors
 
 
-async def test_a_remapped_tab_key_is_the_one_its_title_shows_and_it_opens_the_tab() -> None:
+async def test_remapped_keys_are_the_ones_the_tab_titles_and_the_footer_show() -> None:
     from attestables.tui.widgets.tab_bar import TabBar
 
     from .scenes import running, settle
 
-    async with running(keymap={"tab.trace": "ctrl+t"}) as (app, pilot):
+    from attestables.tui.widgets.key_bar import KeyBar
+
+    async with running(keymap={"tab.trace": "ctrl+t", "trace.follow": "ctrl+f"}) as (app, pilot):
         bar = app.query_one(TabBar)
         line = bar.render_line(0).text
         start, end = bar.span("trace")
@@ -407,3 +409,5 @@ async def test_a_remapped_tab_key_is_the_one_its_title_shows_and_it_opens_the_ta
         await pilot.press("ctrl+t")
         await settle(app, pilot)
         assert app.active_tab == "trace"
+        footer = app.query_one(KeyBar).render_line(0).text
+        assert "^f Follow" in footer and " f Follow" not in footer  # the footer shows it remapped too
