@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import msgspec
+import pytest
 
 from attestables.shared.client import Event
 from attestables.tui.actions import ACTIONS, BY_ID, TABS, bindings
@@ -150,6 +151,19 @@ def test_sequence_of_a_read_and_a_refusal() -> None:
     unknown = exchange(trace_record({"id": 3, "op": "read", "service_id": "nope", "outcome": "unknown_service"}), 5)
     assert len(unknown) == 2 and "UNKNOWN_SERVICE" in unknown[-1].labels[0]
     assert lifelines_for(["extra", "store"]) == ["store", "transport", "messaging", "extra"]
+
+
+def test_an_arrow_in_a_pane_too_narrow_for_its_lifelines_is_cut_not_a_crash() -> None:
+    # The lifelines keep 6 columns apart: in a narrow pane the right-hand ones fall off the
+    # edge. Drawing an arrow to one of them raised IndexError (a traceback at 60 columns).
+    arrows = exchange(trace_record({"id": 7, "op": "write", "service_id": "messaging", "bytes_in": 9,
+                                    "bytes_out": 81, "http_status": 200, "outcome": "ok", "latency_ms": 2.0,
+                                    "verification": {"status": "affirming"}}), 4)
+    for width in range(1, 40):
+        xs = positions(width, 5)
+        for arrow in arrows:
+            assert len(render_arrow(arrow, xs, width).plain) == width
+    assert "│" in render_arrow(arrows[0], positions(20, 5), 20).plain
 
 
 def test_every_action_has_an_id_a_key_and_a_tab() -> None:
@@ -411,3 +425,49 @@ async def test_remapped_keys_are_the_ones_the_tab_titles_and_the_footer_show() -
         assert app.active_tab == "trace"
         footer = app.query_one(KeyBar).render_line(0).text
         assert "^f Follow" in footer and " f Follow" not in footer  # the footer shows it remapped too
+
+
+async def test_in_a_narrow_terminal_the_open_tab_s_title_still_shows_and_clicks_land_on_titles() -> None:
+    from attestables.tui.widgets.tab_bar import TabBar
+
+    from .scenes import fixture_app, settle
+
+    app = fixture_app()
+    async with app.run_test(size=(60, 24)) as pilot:
+        await settle(app, pilot)
+        app.action_show_tab("services")
+        await settle(app, pilot)
+        bar = app.query_one(TabBar)
+        line, underline = bar.render_line(0).text, bar.render_line(1)
+        assert line.rstrip().endswith("7 Services") and len(line) == 60
+        lit = bar.get_component_rich_style("tab-bar--highlight").color
+        cells = [segment.style.color == lit for segment in underline for _ in segment.text]
+        at = line.index("7 Services")
+        assert cells[at] and cells[at + len("7 Services") - 1] and not cells[0]
+        trace_at = line.index("6 Trace")
+        assert await pilot.click(TabBar, offset=(trace_at + 1, 0))
+        await settle(app, pilot)
+        assert app.active_tab == "trace"
+        app.action_show_tab("overview")
+        await settle(app, pilot)
+        assert bar.render_line(0).text.startswith("  1 Overview")  # back at the start
+
+
+@pytest.mark.parametrize("size", [(40, 12), (60, 20), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_every_tab_at_any_terminal_size_without_a_crash(size: tuple[int, int]) -> None:
+    # Laid out for 120x40 and usable from 80x24; smaller or larger, nothing may raise (an
+    # arrow of the sequence diagram did, at 60 columns: a traceback and the app gone).
+    from .scenes import fixture_app, settle
+
+    app = fixture_app()
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        for number, tab in enumerate(TABS, 1):
+            await pilot.press(str(number))
+            await settle(app, pilot)
+            assert app.active_tab == tab
+            for key in ("down", "up", "tab", "end", "home"):
+                await pilot.press(key)
+            await pilot.pause()
+        await settle(app, pilot)
+        assert app.is_running and app.internal_errors == []

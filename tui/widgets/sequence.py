@@ -122,14 +122,16 @@ def header_lines(names: Sequence[str], width: int) -> Text:
 
 
 def render_arrow(arrow: Arrow, xs: Sequence[int], width: int) -> Text:
-    """One line: the lifelines, with this arrow drawn between two of them."""
-    chars = [" "] * width
+    """One line: the lifelines, with this arrow drawn between two of them.
+
+    Drawn on a line as wide as the lifelines need, then cut to ``width``: in a pane too
+    narrow for them (they keep 6 columns apart), the right-hand ones fall off the edge."""
+    chars = [" "] * max(width, max(xs, default=0) + 1)
     for x in xs:
-        if x < width:
-            chars[x] = "│"
+        chars[x] = "│"
     a, b = xs[arrow.source], xs[arrow.target]
     lo, hi = min(a, b), max(a, b)
-    for x in range(lo + 1, min(hi, width)):
+    for x in range(lo + 1, hi):
         chars[x] = "─"
     if arrow.target > arrow.source:
         head = hi - 1

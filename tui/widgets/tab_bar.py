@@ -61,6 +61,7 @@ class TabBar(Widget):
             x += len(label)
         self._active = active
         self._hover: str | None = None  # the title under the mouse
+        self._offset = 0  # cells the titles slid left (a terminal narrower than they are)
         self._drawn: tuple[tuple[int, Style, str, str | None], list[Strip]] | None = None
 
     @property
@@ -90,18 +91,21 @@ class TabBar(Widget):
         def look(tab: str) -> str:
             return "active" if tab == self._active else "hover" if tab == self._hover else "tab"
 
-        titles = Strip([Segment(" " * MARGIN, base), *(Segment(label, style[look(tab)]) for tab, label in self._titles)]
-                       ).crop_extend(0, width, base)
         start, end = self._spans[self._active]
+        # Narrower than the titles: they slide left far enough for the open one to show.
+        self._offset = offset = max(0, end - width)
+        full = max(width + offset, self._spans[self._titles[-1][0]][1])
+        titles = Strip([Segment(" " * MARGIN, base), *(Segment(label, style[look(tab)]) for tab, label in self._titles)]
+                       ).crop_extend(offset, offset + width, base)
         # As Textual's underline: half bars where the lit part meets the rest.
         bar = [Segment(BAR * max(0, start - 1), style["bar"])]
         if start > 0:
             bar.append(Segment(HALF_RIGHT, style["bar"]))
         bar.append(Segment(BAR * (end - start), style["highlight"]))
-        if end < width:
+        if end < full:
             bar.append(Segment(HALF_LEFT, style["bar"]))
-            bar.append(Segment(BAR * max(0, width - end - 1), style["bar"]))
-        lines = [titles, Strip(bar).crop_extend(0, width, base)]
+            bar.append(Segment(BAR * max(0, full - end - 1), style["bar"]))
+        lines = [titles, Strip(bar).crop_extend(offset, offset + width, base)]
         self._drawn = (key, lines)
         return lines
 
@@ -110,6 +114,8 @@ class TabBar(Widget):
         return lines[y] if y < len(lines) else Strip.blank(self.size.width, self.rich_style)
 
     def tab_at(self, x: int) -> str | None:
+        """The tab whose title is at column ``x`` of the bar, as drawn."""
+        x += self._offset
         return next((tab for tab, (start, end) in self._spans.items() if start <= x < end), None)
 
     def _set_hover(self, tab: str | None) -> None:
