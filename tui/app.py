@@ -303,6 +303,8 @@ class ConsoleApp(App[None]):
             if changes.lost:
                 self.notify(f"{changes.lost:,} events did not reach the console; re-reading the records",
                             title="events lost", severity="warning", timeout=6)
+        except Exception as error:  # noqa: BLE001 - see report_error: the next batches still come
+            self.report_error(error, "event batch")
         finally:
             message.handled = True
 

@@ -30,10 +30,18 @@ _BUILD_RANK = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "cancelle
 _RUN_RANK = {"pending": 0, "starting": 1, "running": 2, "exited": 3, "failed": 3, "killed": 3, "lost": 3}
 
 
-# A trace row's fields (docs/api.md, ``traces.message``) other than its verification.
-TRACE_FIELDS = ("id", "ts", "run_id", "service_id", "op", "request_id", "bytes_in", "bytes_out", "sha256_in",
-                "sha256_out", "latency_ms", "http_status", "outcome")
-_SCALARS = (str, int, float, bool, type(None))
+# A trace row's fields (docs/api.md, ``traces.message``) other than its verification, and
+# the types each may have (null too, but for the id). A value of another type (a daemon
+# with a bug, or of another version) is left out, as if the field were missing: the tabs
+# draw what is there.
+_NULL = type(None)
+_INT, _NUMBER, _STR = (int, _NULL), (int, float, _NULL), (str, _NULL)
+TRACE_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (int,), "ts": _STR, "run_id": _STR, "service_id": _STR, "op": _STR, "request_id": _INT,
+    "bytes_in": _INT, "bytes_out": _INT, "sha256_in": _STR, "sha256_out": _STR, "latency_ms": _NUMBER,
+    "http_status": _INT, "outcome": _STR,
+}
+TRACE_FIELDS = tuple(TRACE_TYPES)
 
 
 class Reason(msgspec.Struct, frozen=True, gc=False):
@@ -59,7 +67,7 @@ def trace_record(data: Mapping[str, Any]) -> dict[str, Any]:
     either: the 5,000 rows kept are not walked by every full collection, and a flood of
     rows is not promoted into the oldest generation to be walked there (which made full
     collections both longer and more frequent; docs/benchmarks.md, console)."""
-    row = {key: value for key in TRACE_FIELDS if type(value := data.get(key)) in _SCALARS}
+    row = {key: value for key, types in TRACE_TYPES.items() if type(value := data.get(key)) in types}
     row["verification"] = _verdict(data.get("verification"))
     return row
 
@@ -72,6 +80,13 @@ def _verdict(value: Any) -> Verdict:
     return Verdict(status if isinstance(status, str) else None,
                    tuple(Reason(str(r.get("code")), str(r.get("message"))) for r in reasons if isinstance(r, Mapping))
                    if isinstance(reasons, list) else ())
+
+
+def _id(data: Mapping[str, Any], field: str) -> str | None:
+    """A record's id from an event, or None when it is not a non-empty string (a record
+    without one cannot be kept: a daemon with a bug, or of another version)."""
+    value = data.get(field)
+    return value if isinstance(value, str) and value else None
 
 
 def _newer(rank: dict[str, int], old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -158,7 +173,8 @@ class Records:
             if snapshot.complete:
                 self.traces.clear()
             known = {t["id"] for t in self.traces}
-            self.traces.extend(trace_record(t) for t in snapshot.traces if t.get("id") not in known)
+            rows = (trace_record(t) for t in snapshot.traces if isinstance(t, Mapping))
+            self.traces.extend(row for row in rows if "id" in row and row["id"] not in known)
             kinds.add("traces")
         if snapshot.trace_count is not None:
             self.trace_count = max(self.trace_count if not snapshot.complete else 0, snapshot.trace_count)
@@ -186,6 +202,8 @@ class Records:
                 continue
             if topic == protocol.TRACES_MESSAGE:
                 row = trace_record(data)
+                if "id" not in row:
+                    continue  # no identity to key it by (a daemon with a bug): not kept
                 self.traces.append(row)
                 self.trace_count = max(self.trace_count, int(row.get("id") or 0))
                 changes.traces.append(row)
@@ -193,25 +211,23 @@ class Records:
                 changes.build_log.append(event)
             elif topic == protocol.RUNS_OUTPUT:
                 changes.run_output.append(event)
-            elif topic == protocol.BUILDS_STATE and "build_id" in data:
-                if _newer(_BUILD_RANK, self.builds.get(data["build_id"]), data):
-                    self.builds.put(data["build_id"], data)
+            elif topic == protocol.BUILDS_STATE and (build_id := _id(data, "build_id")):
+                if _newer(_BUILD_RANK, self.builds.get(build_id), data):
+                    self.builds.put(build_id, data)
                     changes.kinds.add("builds")
-            elif topic == protocol.RUNS_STATE and "run_id" in data:
-                if _newer(_RUN_RANK, self.runs.get(data["run_id"]), data):
-                    self.runs.put(data["run_id"], data)
+            elif topic == protocol.RUNS_STATE and (run_id := _id(data, "run_id")):
+                if _newer(_RUN_RANK, self.runs.get(run_id), data):
+                    self.runs.put(run_id, data)
                     changes.kinds.add("runs")
-            elif topic == protocol.CERTS_ISSUED and "run_id" in data:
-                self.certs.put(data["run_id"], {**data, "revoked": False, "revoked_at": None,
-                                                "revocation_reason": None})
+            elif topic == protocol.CERTS_ISSUED and (run_id := _id(data, "run_id")):
+                self.certs.put(run_id, {**data, "revoked": False, "revoked_at": None, "revocation_reason": None})
                 changes.kinds.add("certs")
-            elif topic == protocol.CERTS_REVOKED and "run_id" in data:
-                cert = self.certs.get(data["run_id"]) or {"serial": data.get("serial"), "run_id": data["run_id"]}
-                self.certs.put(data["run_id"], {**cert, "revoked": True,
-                                                "revocation_reason": data.get("reason")})
+            elif topic == protocol.CERTS_REVOKED and (run_id := _id(data, "run_id")):
+                cert = self.certs.get(run_id) or {"serial": data.get("serial"), "run_id": run_id}
+                self.certs.put(run_id, {**cert, "revoked": True, "revocation_reason": data.get("reason")})
                 changes.kinds.add("certs")
-            elif topic == protocol.EVENTS_GAP:
-                changes.lost += int(data.get("dropped") or 0)
+            elif topic == protocol.EVENTS_GAP and type(dropped := data.get("dropped")) is int and dropped > 0:
+                changes.lost += dropped
         if changes.traces:
             changes.kinds.add("traces")
         self.lost += changes.lost

@@ -14,7 +14,7 @@ from attestables.shared.client import Event
 from attestables.tui.actions import ACTIONS, BY_ID, TABS, bindings
 from attestables.tui.connection import Backoff, EventPump
 from attestables.tui.messages import EventBatch, Snapshot
-from attestables.tui.records import MAX_TRACES, Reason, Records, Verdict, trace_record
+from attestables.tui.records import MAX_TRACES, NO_VERDICT, Reason, Records, Verdict, trace_record
 from attestables.tui.widgets.sequence import (
     exchange,
     lifelines_for,
@@ -471,3 +471,81 @@ async def test_every_tab_at_any_terminal_size_without_a_crash(size: tuple[int, i
             await pilot.pause()
         await settle(app, pilot)
         assert app.is_running and app.internal_errors == []
+
+
+ODD_TRACES = [
+    {"id": 9001, "service_id": "s" * 300, "op": "read", "bytes_in": None, "latency_ms": "abc", "verification": None},
+    {"id": 9002, "service_id": "ünïcødé✗", "op": None, "bytes_out": -5, "http_status": "x", "outcome": None,
+     "verification": {"status": None, "reasons": "not a list"}},
+    {"id": "str", "run_id": None, "ts": 12345, "service_id": 7, "op": 3, "latency_ms": float("nan"),
+     "verification": {"status": "affirming", "reasons": [{"code": 1}, "x", None]}},
+    {"run_id": "r_1"},
+    {"id": True, "op": "write"},
+]
+
+
+def test_a_malformed_trace_row_keeps_only_what_is_well_typed_and_needs_an_id() -> None:
+    records = Records()
+    changes = records.apply(Event("sub-1", "traces.message", n, row) for n, row in enumerate(ODD_TRACES))
+    assert [row["id"] for row in changes.traces] == [9001, 9002]  # "str", none and True: no usable id
+    first, second = changes.traces
+    assert "latency_ms" not in first and first["service_id"] == "s" * 300 and first["verification"] == NO_VERDICT
+    assert "http_status" not in second and second["op"] is None and second["verification"].reasons == ()
+    assert records.events == len(ODD_TRACES) and records.trace_count == 9002
+    records.load(Snapshot(traces=ODD_TRACES, complete=True))
+    assert [row["id"] for row in records.traces] == [9001, 9002]
+
+
+async def test_malformed_trace_rows_from_a_daemon_with_a_bug_are_drawn_as_far_as_they_go() -> None:
+    from .scenes import running, settle
+
+    async with running("trace") as (app, pilot):
+        run = str(next(iter(app.records.runs)))
+        rows = [{**row, "run_id": run} if row.get("id") == 9001 else row for row in ODD_TRACES]
+        app.post_message(EventBatch(tuple(Event("sub-1", "traces.message", 10_000 + n, row)
+                                          for n, row in enumerate(rows))))
+        await pilot.pause(0.5)
+        await settle(app, pilot)
+        for key in ("up", "up", "up", "down", "down", "down", "1", "6"):
+            await pilot.press(key)
+            await pilot.pause(0.05)
+        await settle(app, pilot)
+        assert app.is_running and app.internal_errors == []
+        assert {9001, 9002} <= {row.get("id") for row in app.records.traces}
+
+
+async def test_garbage_events_never_stop_the_console() -> None:
+    # A daemon with a bug (or of another version) could send anything; records with no
+    # usable id are not kept, and whatever else goes wrong is a notification, not a crash.
+    import random
+
+    from attestables.shared import protocol
+
+    from .scenes import running, settle
+
+    topics = [protocol.TRACES_MESSAGE, protocol.BUILDS_LOG, protocol.RUNS_OUTPUT, protocol.BUILDS_STATE,
+              protocol.RUNS_STATE, protocol.CERTS_ISSUED, protocol.CERTS_REVOKED, protocol.EVENTS_GAP, "weird.topic"]
+    values = [None, 0, -1, 2**70, 1.5, float("nan"), "", "x" * 500, "ünï✗\x1b[31m", True, [], {}, [1, {"a": 2}]]
+    keys = ["id", "build_id", "run_id", "state", "line", "data", "stream", "seq", "serial", "reason", "dropped",
+            "ts", "service_id", "op", "exit_code", "backend", "toolchain", "created_at", "verification"]
+    rnd = random.Random(7)
+    async with running() as (app, pilot):
+        runs, builds = list(app.records.runs), list(app.records.builds)
+        for batch in range(4):
+            events = []
+            for n in range(60):
+                data: Any = {k: rnd.choice(values) for k in rnd.sample(keys, rnd.randint(0, 8))}
+                if rnd.random() < 0.3:
+                    data["run_id"] = rnd.choice(runs)
+                if rnd.random() < 0.3:
+                    data["build_id"] = rnd.choice(builds)
+                if rnd.random() < 0.05:
+                    data = rnd.choice(values)
+                events.append(Event("sub-1", rnd.choice(topics), 1000 * batch + n, data))
+            app.post_message(EventBatch(tuple(events)))
+            await pilot.pause(0.1)
+            for number in range(1, len(TABS) + 1):
+                await pilot.press(str(number), "down")
+            await settle(app, pilot)
+        assert app.is_running
+        assert app.records.events >= 240
