@@ -275,7 +275,11 @@ class ConsoleApp(App[None]):
     def _loaded(self, message: Loaded) -> None:
         if not self.is_running:
             return  # shutting down: the tabs are going away
-        kinds = self.records.load(message.snapshot)
+        try:
+            kinds = self.records.load(message.snapshot)
+        except Exception as error:  # noqa: BLE001 - see report_error: the console carries on
+            self.report_error(error, "records from the daemon")
+            return
         with self.batch_update():
             self._each_pane(lambda pane: pane.loaded(message.snapshot, kinds))
         if self.records.loaded and not self._heap_settled:

@@ -89,6 +89,11 @@ def _id(data: Mapping[str, Any], field: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _keyed(records: Iterable[Any], field: str) -> list[dict[str, Any]]:
+    """The records of a list that have a usable id (see :func:`_id`)."""
+    return [r for r in records if isinstance(r, dict) and _id(r, field)]
+
+
 def _newer(rank: dict[str, int], old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """May ``new`` replace ``old``? Not if it is an earlier state (a late event or snapshot)."""
     if old is None:
@@ -152,21 +157,22 @@ class Records:
             self.ca = snapshot.ca
             kinds.add("ca")
         if snapshot.sources is not None:
-            self.sources = {s["source_id"]: s for s in snapshot.sources}
+            self.sources = {s["source_id"]: s for s in _keyed(snapshot.sources, "source_id")}
             kinds.add("sources")
         if snapshot.services is not None:
-            self.services = {s["service_id"]: s for s in snapshot.services}
+            self.services = {s["service_id"]: s for s in _keyed(snapshot.services, "service_id")}
             kinds.add("services")
         if snapshot.builds is not None:
-            self._replace(self.builds, "build_id", snapshot.builds, _BUILD_RANK, snapshot.complete)
+            self._replace(self.builds, "build_id", _keyed(snapshot.builds, "build_id"), _BUILD_RANK,
+                          snapshot.complete)
             kinds.add("builds")
         if snapshot.runs is not None:
-            self._replace(self.runs, "run_id", snapshot.runs, _RUN_RANK, snapshot.complete)
+            self._replace(self.runs, "run_id", _keyed(snapshot.runs, "run_id"), _RUN_RANK, snapshot.complete)
             kinds.add("runs")
         if snapshot.certs is not None:
             if snapshot.complete:
                 self.certs.clear()
-            for cert in sorted(snapshot.certs, key=lambda c: str(c.get("created_at"))):
+            for cert in sorted(_keyed(snapshot.certs, "run_id"), key=lambda c: str(c.get("created_at"))):
                 self.certs.put(cert["run_id"], cert)
             kinds.add("certs")
         if snapshot.traces is not None:

@@ -549,3 +549,22 @@ async def test_garbage_events_never_stop_the_console() -> None:
             await settle(app, pilot)
         assert app.is_running
         assert app.records.events >= 240
+
+
+async def test_a_snapshot_with_records_that_do_not_match_the_api_keeps_the_others() -> None:
+    from attestables.tui.messages import Loaded
+
+    from .scenes import running, settle
+
+    async with running() as (app, pilot):
+        good_run = next(iter(app.records.runs.values()))
+        odd: list[Any] = [None, 7, [], {"run_id": None}, {"run_id": ["x"]}, {"state": "running"}]
+        snapshot = Snapshot(sources=[*odd, {"source_id": "s_ok", "name": "ok.c"}], builds=odd, runs=[*odd, good_run],
+                            certs=odd, services=[*odd, {"service_id": "store"}], traces=odd, complete=False)
+        app.post_message(Loaded(snapshot))
+        await settle(app, pilot)
+        for number in range(1, len(TABS) + 1):
+            await pilot.press(str(number))
+            await settle(app, pilot)
+        assert app.is_running and app.internal_errors == []
+        assert "s_ok" in app.records.sources and good_run["run_id"] in app.records.runs
