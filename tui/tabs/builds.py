@@ -96,9 +96,12 @@ class BuildsPane(Pane):
 
     @staticmethod
     def _row(b: dict[str, Any]) -> tuple[Any, ...]:
-        toolchain = (b.get("toolchain") or {}).get("name") or "-"
-        return (short_id(b["build_id"]), str(b.get("source_name")), str(b.get("version")), toolchain,
-                " ".join(b.get("flags") or []) or "-", state(b.get("state")), duration(b.get("duration_s")),
+        toolchain = b.get("toolchain")
+        name = str(toolchain.get("name") or "-") if isinstance(toolchain, dict) else "-"
+        flags = b.get("flags")
+        shown = " ".join(str(flag) for flag in flags) if isinstance(flags, list) else ""
+        return (short_id(b["build_id"]), str(b.get("source_name")), str(b.get("version")), name,
+                shown or "-", state(b.get("state")), duration(b.get("duration_s")),
                 diagnostics_summary(b), clock(b.get("created_at")))
 
     @on(DataTable.RowHighlighted, "#builds-table")

@@ -73,7 +73,8 @@ class RunsPane(Pane):
                 self._append(mine)
 
     def _row(self, r: dict[str, Any]) -> tuple[Any, ...]:
-        build = self.records.builds.get(r.get("build_id") or "") or {}
+        build_id = r.get("build_id")
+        build = (self.records.builds.get(build_id) if isinstance(build_id, str) else None) or {}
         cert = self.records.certs.get(r["run_id"])
         cert_word = "-" if cert is None else ("revoked" if cert.get("revoked") else "issued")
         return (short_id(r["run_id"]), short_id(r.get("build_id")), str(build.get("source_name") or "-"),
