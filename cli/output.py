@@ -7,6 +7,7 @@ or one JSON object per line for a followed stream.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +15,7 @@ from datetime import datetime, UTC
 from typing import Any, TextIO
 
 from attestables.shared import protocol
+from attestables.shared.terminal import printable
 
 SHORT_ID = 12
 SHORT_DIGEST = 12
@@ -26,6 +28,8 @@ class Output:
     json: bool = False
     stdout: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
     stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
+    # Per stream of program output shown as text: a character split across chunks.
+    _decoders: dict[str, codecs.IncrementalDecoder] = dataclasses.field(default_factory=dict, repr=False)
 
     def document(self, value: Any) -> None:
         """One JSON document (a result, or one event of a followed stream) on one line."""
@@ -49,16 +53,32 @@ class Output:
         self.stderr.flush()
 
     def raw(self, stream: str, data: bytes) -> None:
-        """Program output, byte for byte: its stdout to ours, anything else (its stderr,
-        the daemon's remarks on the stream) to our stderr."""
+        """Program output: its stdout to ours, anything else (its stderr, the daemon's
+        remarks on the stream) to our stderr. Byte for byte into a file or a pipe; to a
+        terminal as text with its control characters shown, not obeyed
+        (:func:`attestables.shared.terminal.printable`: the program is whoever sent it)."""
         target = self.stdout if stream == "stdout" else self.stderr
         target.flush()
         binary = getattr(target, "buffer", None)
-        if binary is None:
-            target.write(data.decode("utf-8", "replace"))
+        if binary is None or _is_terminal(target):
+            decoder = self._decoders.setdefault(stream, codecs.getincrementaldecoder("utf-8")("replace"))
+            target.write(printable(decoder.decode(data)))
+            target.flush()
         else:
             binary.write(data)
             binary.flush()
+
+    def shown(self, text: str) -> str:
+        """``text`` from a program (a compiler's line) as stdout may show it: with control
+        characters shown on a terminal, as it is in a file or a pipe."""
+        return printable(text) if _is_terminal(self.stdout) else text
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def to_json(value: Any) -> str:

@@ -30,7 +30,7 @@ async def follow_build_log(ctx: Context, build_id: str) -> dict[str, Any] | None
             elif event.topic == protocol.EVENTS_GAP:
                 ctx.out.note(gap_text(event))
     if follow.final is not None and not ctx.out.json:
-        ctx.out.lines(build_outcome(follow.final))
+        ctx.out.lines(ctx.out.shown(line) for line in build_outcome(follow.final))
     return follow.final
 
 
@@ -52,7 +52,7 @@ async def follow_run_output(ctx: Context, run_id: str) -> dict[str, Any] | None:
 
 
 def write_log_line(out: Output, item: Mapping[str, Any]) -> None:
-    out.line(str(item.get("line", "")).rstrip("\n"))
+    out.line(out.shown(str(item.get("line", "")).rstrip("\n")))
     out.stdout.flush()
 
 

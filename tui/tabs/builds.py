@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attestables.shared.client import Event
+from attestables.shared.terminal import printable
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -164,10 +165,10 @@ class BuildsPane(Pane):
         options.clear_options()
         for index, d in enumerate(found):
             letter, style = SEVERITY.get(str(d.get("severity")), ("?", ""))
-            where = f"{d.get('file') or '?'}:{d.get('line') or '?'}:{d.get('column') or '?'}"
-            text = Text.assemble((letter, style), " ", (where, "bold"), " ", str(d.get("message", "")))
+            where = printable(f"{d.get('file') or '?'}:{d.get('line') or '?'}:{d.get('column') or '?'}")
+            text = Text.assemble((letter, style), " ", (where, "bold"), " ", printable(str(d.get("message", ""))))
             if d.get("option"):
-                text.append(f" [{d['option']}]", style="dim")
+                text.append(printable(f" [{d['option']}]"), style="dim")
             options.add_option(Option(text, id=str(index)))
         if not found:
             text = "no diagnostics" if build.get("state") in ("succeeded", "failed", "cancelled") else "compiling…"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from attestables.shared.terminal import printable
 from textual.reactive import reactive
 from textual.widgets import Log
 
@@ -13,6 +14,9 @@ MAX_LINES = 5000
 
 class FollowLog(Log):
     """A :class:`~textual.widgets.Log` with a "following" state shown in its border.
+
+    What it shows comes from programs (a compiler, a compartment): control characters are
+    shown, not sent to the terminal (:func:`attestables.shared.terminal.printable`).
 
     New lines scroll the view while it is at the end. Once the user scrolls up the view
     stays put and the border counts the lines that arrived since; scrolling back to the
@@ -27,7 +31,7 @@ class FollowLog(Log):
         self.can_focus = True
 
     def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> FollowLog:
-        lines = list(lines)
+        lines = [printable(line) for line in lines]  # what programs print reaches no terminal as is
         if not lines:
             return self
         follow = self.following
@@ -50,7 +54,7 @@ class FollowLog(Log):
             return self
         follow = self.following
         before = self.line_count
-        self.write(data, scroll_end=False)
+        self.write(printable(data), scroll_end=False)
         if follow:
             self._to_end()
         else:

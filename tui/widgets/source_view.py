@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attestables.shared.terminal import printable
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.highlight import highlight
@@ -45,7 +46,7 @@ class SourceView(VerticalScroll):
     def show(self, record: dict[str, Any], line: int | None = None) -> None:
         self.record = record
         self.line = line
-        content = str(record.get("content", ""))
+        content = printable(str(record.get("content", "")))  # an uploaded file: shown, not obeyed
         self.query_one("#source-text", Static).update(numbered(content, line))
         self.border_title = f"{record.get('name')} v{record.get('version')}"
         self.border_subtitle = f"line {line}" if line else f"{max(1, content.count(chr(10)))} lines"
