@@ -72,3 +72,19 @@ async def test_the_console_s_logs_and_source_view_show_controls() -> None:
         drawn = [app.screen._compositor.render_strips()[y].text for y in range(20)]  # what the terminal gets
         assert not any("\x1b" in line or "\x07" in line for line in drawn)
         assert any("^[[2J" in line for line in drawn) and any("^[]0;x^G" in line for line in drawn)
+
+
+def test_the_attestation_tree_shows_a_run_s_arguments_as_text() -> None:
+    from attestables.tui.tabs.attestation import fill_tree
+    from textual.widgets import Tree
+
+    tree: Tree[None] = Tree("document")
+    fill_tree(tree.root, {"run": {"args": ["--name", "\x1b]0;PWNED\x07"]}, "\x1b[2J": 1}, 0)
+    labels = []
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        labels.append(str(node.label))
+        stack.extend(node.children)
+    assert not any("\x1b" in label or "\x07" in label for label in labels)
+    assert "[1]: ^[]0;PWNED^G" in labels and "^[[2J: 1" in labels

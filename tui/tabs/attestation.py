@@ -19,6 +19,7 @@ from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from attestables.shared.errors import AttestablesError
+from attestables.shared.terminal import printable
 
 from ..actions import bindings
 from ..dialogs import Field, FormScreen
@@ -136,11 +137,12 @@ def fill_tree(node: TreeNode[Any], value: Any, depth: int = 0) -> None:
         return
     for key, item in items:
         if isinstance(item, (dict, list)) and item:
-            child = node.add(Text.assemble((str(key), "bold")), expand=depth + 1 < EXPANDED_DEPTH)
+            child = node.add(Text.assemble((printable(str(key)), "bold")), expand=depth + 1 < EXPANDED_DEPTH)
             fill_tree(child, item, depth + 1)
         else:
+            # The document carries what clients sent (a run's arguments): shown, not obeyed.
             shown = "null" if item is None else str(item).lower() if isinstance(item, bool) else str(item)
-            node.add_leaf(Text.assemble((f"{key}: ", "bold"), (shown, "cyan")))
+            node.add_leaf(Text.assemble((printable(f"{key}: "), "bold"), (printable(shown), "cyan")))
 
 
 class AttestationPane(Pane):
