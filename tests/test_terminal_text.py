@@ -88,3 +88,11 @@ def test_the_attestation_tree_shows_a_run_s_arguments_as_text() -> None:
         stack.extend(node.children)
     assert not any("\x1b" in label or "\x07" in label for label in labels)
     assert "[1]: ^[]0;PWNED^G" in labels and "^[[2J: 1" in labels
+
+
+def test_an_error_that_echoes_a_client_s_input_is_shown_as_text() -> None:
+    from attestables.shared.errors import InvalidParams
+    from attestables.tui.tabs.base import describe_error
+
+    title, message = describe_error(InvalidParams("flag '-D\x1b]0;x\x07' is not allowed"))
+    assert (title, message) == ("invalid_params", "flag '-D^[]0;x^G' is not allowed")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from attestables.shared.errors import AttestablesError
+from attestables.shared.terminal import printable
 from textual import on
 from textual.containers import Container
 from textual.widget import Widget
@@ -50,12 +51,15 @@ def row_key(event: DataTable.RowHighlighted) -> str | None:
 
 
 def describe_error(error: BaseException | None) -> tuple[str, str]:
-    """(title, message) for a notification: the typed error's code and message, never a traceback."""
+    """(title, message) for a notification: the typed error's code and message, never a
+    traceback; control characters shown (a message may echo what a client sent)."""
     if isinstance(error, AttestablesError):
-        return error.code, error.message
-    if isinstance(error, OSError):
-        return "error", error.strerror or str(error)
-    return type(error).__name__ if error is not None else "error", str(error) or "failed"
+        title, message = error.code, error.message
+    elif isinstance(error, OSError):
+        title, message = "error", error.strerror or str(error)
+    else:
+        title, message = type(error).__name__ if error is not None else "error", str(error) or "failed"
+    return printable(str(title)), printable(message)
 
 
 class Pane(Container):
