@@ -526,3 +526,20 @@ async def test_registration_refuses_a_key_document_past_its_bound_unread(tls: Tl
         assert f"at most {KEY_ANSWER_MAX}" in refused.value.message or f"more than {KEY_ANSWER_MAX}" in refused.value.message
     finally:
         await runner.cleanup()
+
+
+async def test_a_service_s_verification_words_reach_the_trace_bounded_and_as_text(tls: Tls) -> None:
+    # A hostile service's reasons are shown by every client that lists traces (CLI,
+    # console): their control characters must not act on the operator's terminal.
+    body = json.dumps({"sealed": eai.b64url(SEALED), "verification": {
+        "status": "affirming\x1b[2J" + "s" * 100,
+        "reasons": [{"code": "\x1b]0;PWNED\x07", "message": "m\x9b31m" * 200}, "junk"] + [{"code": "c"}] * 40}}).encode()
+    reply = http(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}\n", body)
+    async with RawServer(tls, reply) as server, client() as c:
+        trace, message = await c.forward(service(server.url, tls.pem))
+    verification = trace["verification"]
+    assert verification["status"].startswith("affirming^[[2J") and len(verification["status"]) == 64
+    reasons = verification["reasons"]
+    assert len(reasons) == 31 and reasons[0]["code"] == "^[]0;PWNED^G"
+    assert reasons[0]["message"].startswith("m^[[31m") and len(reasons[0]["message"]) == 512
+    assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for r in reasons for ch in r["code"] + r["message"])

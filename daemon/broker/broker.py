@@ -24,6 +24,7 @@ import msgspec
 from attestables.shared import eai
 from attestables.shared import channel as wire
 from attestables.shared.errors import NotFound
+from attestables.shared.terminal import printable
 
 from ..timeutil import now_iso
 from . import https
@@ -127,10 +128,13 @@ class Broker:
             return wire.Result(request.request_id, wire.ResultStatus.FAILED)
         verification = answer.get("verification")
         if isinstance(verification, dict):
+            # The service's words go to every client that shows traces: bounded, and with
+            # their control characters as text (shared/terminal.py).
             reasons = verification.get("reasons")
+            status_text = verification.get("status")
             trace["verification"] = {
-                "status": verification.get("status") if isinstance(verification.get("status"), str) else None,
-                "reasons": [{"code": str(r.get("code"))[:64], "message": str(r.get("message"))[:512]}
+                "status": printable(status_text)[:64] if isinstance(status_text, str) else None,
+                "reasons": [{"code": printable(str(r.get("code")))[:64], "message": printable(str(r.get("message")))[:512]}
                             for r in reasons[:32] if isinstance(r, dict)] if isinstance(reasons, list) else [],
             }
         if status == 200:
