@@ -29,7 +29,7 @@ class Output:
     stdout: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
     stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
     # Per stream of program output shown as text: a character split across chunks.
-    _decoders: dict[str, codecs.IncrementalDecoder] = dataclasses.field(default_factory=dict, repr=False)
+    _decoders: dict[str, codecs.IncrementalDecoder] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def document(self, value: Any) -> None:
         """One JSON document (a result, or one event of a followed stream) on one line."""
